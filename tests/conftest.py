@@ -1,0 +1,37 @@
+"""Test tiers: tests/unit (no services), tests/integration (real local stack), tests/e2e (real Airflow).
+
+The tier marker is applied from the folder, so ``-m unit`` / ``-m integration`` select tiers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Airflow reads its configuration at import time: give the test session its own home so that
+# nothing leaks in from (or out to) the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlrepo-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+_TIERS = ("unit", "integration", "e2e")
+
+#: Real services the session talked to (name -> version and address), shown in the summary.
+REAL_SERVICES: dict[str, str] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in _TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REAL_SERVICES:
+        terminalreporter.section("real services used")
+        for name, description in sorted(REAL_SERVICES.items()):
+            terminalreporter.write_line(f"{name}: {description}")
