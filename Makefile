@@ -18,7 +18,7 @@ $(BIN)/uv: $(BIN)/python
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 
 $(VENV)/.installed: $(BIN)/uv pyproject.toml requirements/dev.lock
-	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements/dev.lock -e ".[dev]"
+	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements/dev.lock -e ".[dev,stack]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -24,6 +24,18 @@ class LakeFSConnectionConfigError(MlRepoError):
     """The Airflow connection for lakeFS is incomplete or malformed."""
 
 
+class StackError(MlRepoError):
+    """A required part of the local stack could not be brought up, stopped or read."""
+
+
+class StackNotUpError(StackError):
+    """There is no ``stack.env`` yet: ``mlrepo stack up`` has never completed here."""
+
+
+class MarquezUnavailableError(StackError):
+    """Marquez cannot be provided here; the message is the reason shown to users."""
+
+
 class LakeFSError(MlRepoError):
     """A lakeFS call failed. Carries what was being done and on which object."""
 

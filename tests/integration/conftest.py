@@ -70,3 +70,16 @@ def repo(hook: LakeFSHook) -> Iterator[str]:
     hook.create_repository(name, f"local://{name}")
     yield name
     hook.delete_repository(name, missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_metadata_db() -> str:
+    """Migrate the session's own Airflow metadata DB (SQLite in the test AIRFLOW_HOME) for dag.test()."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    result = subprocess.run([airflow, "db", "migrate"], capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return os.environ["AIRFLOW_HOME"]

@@ -56,31 +56,43 @@ def test_connection_from_env_json(lakefs_server: LakeFSServer, monkeypatch: pyte
     assert ok, message
 
 
-def test_connection_added_with_the_cli_is_tested_by_the_cli(
-    airflow_env: dict[str, str], lakefs_server: LakeFSServer
-) -> None:
-    conn_id = "lakefs_cli_test"
-    _airflow(airflow_env, "connections", "delete", conn_id)
+def _add_connection(env: dict[str, str], conn_id: str, server: LakeFSServer, password: str) -> None:
+    _airflow(env, "connections", "delete", conn_id)
     added = _airflow(
-        airflow_env,
+        env,
         "connections",
         "add",
         conn_id,
         "--conn-type",
         "lakefs",
         "--conn-host",
-        lakefs_server.endpoint,
+        server.endpoint,
         "--conn-login",
-        lakefs_server.access_key_id,
+        server.access_key_id,
         "--conn-password",
-        lakefs_server.secret_access_key,
+        password,
     )
     assert added.returncode == 0, added.stderr
+
+
+def test_connection_added_with_the_cli_is_tested_by_the_cli(
+    airflow_env: dict[str, str], lakefs_server: LakeFSServer
+) -> None:
+    good, bad = "lakefs_cli_good", "lakefs_cli_bad"
+    _add_connection(airflow_env, good, lakefs_server, lakefs_server.secret_access_key)
+    _add_connection(airflow_env, bad, lakefs_server, "wrong-secret-value")
     try:
-        tested = _airflow(airflow_env, "connections", "test", conn_id)
+        tested = _airflow(airflow_env, "connections", "test", good)
         assert tested.returncode == 0, tested.stdout + tested.stderr
         assert "Connection success!" in tested.stdout
-        assert lakefs_server.version in tested.stdout
         assert lakefs_server.secret_access_key not in tested.stdout + tested.stderr
+
+        failed = _airflow(airflow_env, "connections", "test", bad)
+        output = failed.stdout + failed.stderr
+        assert "Connection failed!" in output
+        assert "401" in output
+        assert bad in output
+        assert "wrong-secret-value" not in output
     finally:
-        _airflow(airflow_env, "connections", "delete", conn_id)
+        _airflow(airflow_env, "connections", "delete", good)
+        _airflow(airflow_env, "connections", "delete", bad)

@@ -99,7 +99,7 @@ def test_merge_conflict_leaves_destination_untouched_and_strategy_resolves(hook:
     merged = hook.merge(repo, "candidate", "main", strategy="source-wins", metadata={"why": "test"})
     assert hook.get_branch_head(repo, "main") == merged
     assert hook.read_object_bytes(repo, "main", "model.txt") == b"candidate"
-    assert hook.get_commit(repo, merged).metadata == {"why": "test"}
+    assert hook.get_commit(repo, merged).metadata == {"why": "test", ".lakefs.merge.strategy": "source-wins"}
 
 
 def test_revert_commit_and_merge_commit(hook: LakeFSHook, repo: str) -> None:
