@@ -17,8 +17,8 @@ $(BIN)/python:
 $(BIN)/uv: $(BIN)/python
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 
-$(VENV)/.installed: $(BIN)/uv pyproject.toml requirements/dev.lock
-	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements/dev.lock -e ".[dev,stack]"
+$(VENV)/.installed: $(BIN)/uv pyproject.toml docker/iris/pyproject.toml requirements/dev.lock
+	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements/dev.lock -e ".[dev,stack]" -e docker/iris
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,8 +30,8 @@ stack-down: install
 	$(BIN)/mlrepo stack down
 
 lint: install
-	$(BIN)/ruff check airflow_mlrepo tests benchmarks
-	$(BIN)/ruff format --check airflow_mlrepo tests benchmarks
+	$(BIN)/ruff check airflow_mlrepo tests benchmarks docker
+	$(BIN)/ruff format --check airflow_mlrepo tests benchmarks docker
 	$(BIN)/mypy
 
 unit: install

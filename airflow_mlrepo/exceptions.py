@@ -95,6 +95,20 @@ class NoCommitAsOfError(LakeFSNotFoundError):
     """A branch had no commit at or before the requested time."""
 
 
+class NoNewCommitsError(MlRepoError):
+    """A commit sensor's window is closed (a backfilled run's data interval has passed) and holds no
+    matching commit, so waiting longer cannot change the answer."""
+
+    def __init__(self, message: str, *, repository: str, branch: str) -> None:
+        super().__init__(message)
+        self.repository = repository
+        self.branch = branch
+
+
+class CommitDetectionError(MlRepoError):
+    """A commit trigger reported an error event the sensor cannot map to a more specific lakeFS error."""
+
+
 _STATUS_TO_ERROR: dict[int, type[LakeFSError]] = {
     400: LakeFSBadInputError,
     401: LakeFSAuthError,

@@ -26,6 +26,7 @@ from lakefs_sdk.models.branch_creation import BranchCreation
 from lakefs_sdk.models.commit_creation import CommitCreation
 from lakefs_sdk.models.merge import Merge
 from lakefs_sdk.models.object_stats import ObjectStats
+from lakefs_sdk.models.path_list import PathList
 from lakefs_sdk.models.repository_creation import RepositoryCreation
 from lakefs_sdk.models.revert_creation import RevertCreation
 from lakefs_sdk.models.tag_creation import TagCreation
@@ -315,6 +316,17 @@ class LakeFSHook(BaseHook):
     def get_conn(self) -> LakeFSClient:
         """The lazily built, reused ``lakefs_sdk.LakeFSClient``."""
         return self.client
+
+    @classmethod
+    def from_settings(cls, settings: LakeFSConnectionSettings, lakefs_conn_id: str = default_conn_name) -> LakeFSHook:
+        """A hook on connection settings already read elsewhere (e.g. asynchronously in a trigger).
+
+        It never reads the Airflow connection itself, so it can run in a worker thread of the
+        triggerer, where synchronous connection lookups are not available.
+        """
+        hook = cls(lakefs_conn_id)
+        hook.__dict__["settings"] = settings  # pre-fill the cached property
+        return hook
 
     def _call(
         self,
@@ -639,6 +651,53 @@ class LakeFSHook(BaseHook):
             )
         return at_hi
 
+    def commit_touches_paths(
+        self,
+        repository: str,
+        commit_id: str,
+        prefixes: Sequence[str] = (),
+        objects: Sequence[str] = (),
+        *,
+        parent: str | None = None,
+    ) -> bool:
+        """Whether ``commit_id`` changed an object under one of ``prefixes`` or one of ``objects``.
+
+        Compared with ``parent``, by default the commit's first parent, so a merge commit counts as
+        touching a path when it brought changes to it into the branch. A commit without parents
+        (the repository's first commit) touches everything, and so does any commit when neither
+        ``prefixes`` nor ``objects`` is given. At most one ``diff`` call per prefix and object.
+        """
+        validate_repository(repository)
+        validate_ref(commit_id)
+        for path in (*prefixes, *objects):
+            validate_path(path)
+        if not prefixes and not objects:
+            return True
+        if parent is None:
+            commit = self.get_commit(repository, commit_id)
+            if not commit.parents:
+                return True
+            parent = commit.parents[0]
+        checks = [(prefix, False) for prefix in prefixes] + [(obj, True) for obj in objects]
+        for path, exact in checks:
+            page = self._call(
+                "diff commit against its parent",
+                self.client.refs_api.diff_refs,
+                repository,
+                parent,
+                commit_id,
+                prefix=path or None,
+                amount=1,
+                type="two_dot",
+                repository=repository,
+                ref=commit_id,
+                path=path,
+            )
+            # Diff entries come in path order: an object sorts before every longer path it prefixes.
+            if page.results and (not exact or page.results[0].path == path):
+                return True
+        return False
+
     def _commit_or_none(self, repository: str, ref: str) -> LakeFSCommit | None:
         try:
             return self.get_commit(repository, ref)
@@ -680,6 +739,26 @@ class LakeFSHook(BaseHook):
                 repository=repository,
                 ref=branch,
             ) from None
+
+    def list_branches(self, repository: str, prefix: str = "") -> list[str]:
+        """Names of the branches of ``repository`` that start with ``prefix``."""
+        validate_repository(repository)
+        names: list[str] = []
+        after = ""
+        while True:
+            page = self._call(
+                "list branches",
+                self.client.branches_api.list_branches,
+                repository,
+                prefix=prefix or None,
+                after=after or None,
+                amount=LOG_PAGE_SIZE,
+                repository=repository,
+            )
+            names.extend(ref.id for ref in page.results)
+            if not page.pagination.has_more:
+                return names
+            after = page.pagination.next_offset
 
     def delete_branch(self, repository: str, branch: str, *, missing_ok: bool = False) -> None:
         validate_repository(repository)
@@ -886,6 +965,25 @@ class LakeFSHook(BaseHook):
             if not page.pagination.has_more:
                 return
             after = page.pagination.next_offset
+
+    def delete_prefix(self, repository: str, branch: str, prefix: str) -> int:
+        """Stage the deletion of every object under ``prefix`` on ``branch``; return how many."""
+        validate_repository(repository)
+        validate_branch(branch)
+        validate_path(prefix)
+        paths = [obj.path for obj in self.list_objects(repository, branch, prefix)]
+        for start in range(0, len(paths), LOG_PAGE_SIZE):
+            self._call(
+                "delete objects",
+                self.client.objects_api.delete_objects,
+                repository,
+                branch,
+                PathList.from_dict({"paths": paths[start : start + LOG_PAGE_SIZE]}),
+                repository=repository,
+                ref=branch,
+                path=prefix,
+            )
+        return len(paths)
 
     def upload_object(
         self,

@@ -1,0 +1,454 @@
+"""``LakeFSPodOperator``: a KubernetesPodOperator that reads pinned lakeFS commits and commits its output atomically.
+
+What one attempt does:
+
+1. Parse and check every location, then pin every input to a commit id (:mod:`airflow_mlrepo.pinning`).
+   Bad input (malformed location, output not on a branch, missing repository or ref) fails here,
+   before any container starts and before anything is written.
+2. If this run's task already produced exactly this output (same pins, code and output: the
+   provenance fingerprint), return that commit: a retry after a crash between merge and task
+   success does not commit twice.
+3. Create a branch for this attempt from the target branch (stale branches of earlier attempts of
+   the same task are removed first), clear the output prefix on it.
+4. Run the container (Kubernetes pod, or a local process with ``[mlrepo] runner = local``) with
+   the container contract's environment. It writes under ``MLREPO_OUTPUT``.
+5. On success: commit the attempt branch with provenance metadata, merge it into the target
+   branch (one merge commit, also carrying the metadata), delete the attempt branch. On any
+   failure: delete the attempt branch. The target branch never shows partial output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.secret import Secret
+from airflow.sdk.exceptions import TaskDeferred
+from kubernetes.client import models as k8s
+
+from airflow_mlrepo import contract
+from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError
+from airflow_mlrepo.hooks.lakefs import LakeFSHook
+from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.local_runner import LocalProcess
+from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
+from airflow_mlrepo.pinning import PinnedInput, check_against_first_attempt, pin_input
+from airflow_mlrepo.provenance import FINGERPRINT, airflow_task_url, build_provenance, fingerprint
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from airflow.sdk import Context
+
+RUNNER_LOCAL = "local"
+RUNNER_KUBERNETES = "kubernetes"
+RUNNERS = (RUNNER_LOCAL, RUNNER_KUBERNETES)
+DEFAULT_SECRET_NAME = "mlrepo-lakefs"
+ATTEMPT_BRANCH_PREFIX = "mlrepo-"
+#: How far back on the target branch a retry looks for its own earlier output commit.
+IDEMPOTENCY_LOOKBACK = 200
+
+
+def configured_runner() -> str:
+    """``[mlrepo] runner`` (env ``AIRFLOW__MLREPO__RUNNER``), else ``MLREPO_RUNNER``, else ``kubernetes``."""
+    from airflow.sdk.configuration import conf
+
+    value = conf.get("mlrepo", "runner", fallback=None) or os.environ.get("MLREPO_RUNNER") or RUNNER_KUBERNETES
+    return str(value).strip().lower()
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    """Everything one attempt decided before its container starts."""
+
+    target: LakeFSLocation
+    pins: dict[str, PinnedInput]
+    attempt_branch: str
+    stale_prefix: str
+    fingerprint: str
+
+    @property
+    def attempt_output(self) -> LakeFSLocation:
+        return LakeFSLocation(self.target.repository, self.attempt_branch, self.target.path)
+
+
+class LakeFSPodOperator(KubernetesPodOperator):
+    """Run a container on pinned lakeFS inputs and commit what it writes, atomically, with provenance.
+
+    :param inputs: ``{name: "lakefs://repo/ref/path"}``; branches are pinned to commit ids
+        (see ``docs/concepts/pinning.md``), commit ids and tags are used as they are. Templated.
+    :param output_location: ``lakefs://repo/branch/path``: the branch the output is merged into and the
+        prefix the container writes under. The prefix is replaced by each run's output. Templated.
+    :param hyperparameters: JSON-able parameters handed to the container (``MLREPO_PARAMS``) and
+        recorded in the output commit. Templated.
+    :param lakefs_conn_id: Airflow connection of type ``lakefs``.
+    :param lakefs_secret_name: Kubernetes Secret (keys ``access_key_id``, ``secret_access_key``)
+        from which pods get lakeFS credentials.
+    :param lakefs_endpoint_in_pod: lakeFS URL as pods reach it, if it differs from the connection's.
+    :param runner: ``kubernetes`` or ``local``; default from ``[mlrepo] runner``.
+    :param merge_strategy: ``None`` (fail on conflict), ``dest-wins`` or ``source-wins``.
+    :param commit_message: message of the output commit. Templated.
+    """
+
+    template_fields: Sequence[str] = (
+        *KubernetesPodOperator.template_fields,
+        "inputs",
+        "output_location",
+        "hyperparameters",
+        "commit_message",
+    )
+    template_fields_renderers = {**KubernetesPodOperator.template_fields_renderers, "hyperparameters": "json"}
+    operator_extra_links = (LakeFSOutputCommitLink(),)
+    output_kind = "output"
+    #: Name of the input that is the model (inference), or None.
+    model_input: str | None = None
+
+    def __init__(
+        self,
+        *,
+        output_location: str,
+        inputs: Mapping[str, str] | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        lakefs_conn_id: str = LakeFSHook.default_conn_name,
+        lakefs_secret_name: str = DEFAULT_SECRET_NAME,
+        lakefs_endpoint_in_pod: str | None = None,
+        runner: str | None = None,
+        merge_strategy: str | None = None,
+        commit_message: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        secrets = list(kwargs.pop("secrets", None) or [])
+        secrets += [
+            Secret("env", variable, lakefs_secret_name, key)  # type: ignore[no-untyped-call]
+            for variable, key in contract.CREDENTIAL_VARIABLES.items()
+        ]
+        super().__init__(secrets=secrets, **kwargs)
+        self.inputs = dict(inputs or {})
+        self.output_location = output_location
+        self.hyperparameters = dict(hyperparameters or {})
+        self.lakefs_conn_id = lakefs_conn_id
+        self.lakefs_secret_name = lakefs_secret_name
+        self.lakefs_endpoint_in_pod = lakefs_endpoint_in_pod
+        self.runner = runner
+        self.merge_strategy = merge_strategy
+        self.commit_message = commit_message
+        self._contract_env: dict[str, str] | None = None
+        self._local_process: LocalProcess | None = None
+
+    # ------------------------------------------------------------------ helpers
+
+    @cached_property
+    def lakefs_hook(self) -> LakeFSHook:
+        return LakeFSHook(self.lakefs_conn_id)
+
+    @property
+    def effective_runner(self) -> str:
+        runner = (self.runner or configured_runner()).strip().lower()
+        if runner not in RUNNERS:
+            raise MlRepoError(f"Task '{self.task_id}': unknown runner {runner!r}; use one of {', '.join(RUNNERS)}")
+        return runner
+
+    @property
+    def command(self) -> list[str]:
+        return [*(self.cmds or []), *(self.arguments or [])]
+
+    def parse_locations(self) -> tuple[dict[str, LakeFSLocation], LakeFSLocation]:
+        """Parse the (rendered) input and output locations; the output must name a branch."""
+        declared: dict[str, LakeFSLocation] = {}
+        for name, uri in self.inputs.items():
+            try:
+                declared[name] = LakeFSLocation.parse(uri)
+            except InvalidLakeFSLocationError as exc:
+                raise InvalidLakeFSLocationError(f"Task '{self.task_id}', input '{name}': {exc}") from exc
+        try:
+            target = LakeFSLocation.parse(self.output_location)
+        except InvalidLakeFSLocationError as exc:
+            raise InvalidLakeFSLocationError(f"Task '{self.task_id}', output: {exc}") from exc
+        if is_commit_id(target.ref) or not BRANCH_RE.match(target.ref):
+            raise InvalidLakeFSLocationError(
+                f"Task '{self.task_id}': output {target.uri} must be on a branch, not on a commit, tag or ref "
+                f"expression ({target.ref!r})"
+            )
+        return declared, target
+
+    def pin_inputs(self, context: Context, declared: Mapping[str, LakeFSLocation]) -> dict[str, PinnedInput]:
+        """Pin every declared input; subclasses add the model."""
+        return {name: pin_input(self.lakefs_hook, name, loc, context) for name, loc in declared.items()}
+
+    def model_policy(self) -> str | None:
+        return None
+
+    def plan(self, context: Context) -> AttemptPlan:
+        """Check every location and pin every input: all before any container or write."""
+        hook = self.lakefs_hook
+        declared, target = self.parse_locations()
+        if not hook.branch_exists(target.repository, target.ref):
+            raise InvalidLakeFSLocationError(
+                f"Task '{self.task_id}': output branch '{target.ref}' does not exist in repository "
+                f"'{target.repository}' (or it is a tag): create the branch first"
+            )
+        pins = self.pin_inputs(context, declared)
+        check_against_first_attempt(context, pins)
+        ti = context["ti"]
+        map_index = _map_index(ti)
+        task_key = f"{ti.dag_id}|{context['run_id']}|{ti.task_id}|{map_index}"
+        stale_prefix = f"{ATTEMPT_BRANCH_PREFIX}{_slug(ti.task_id)}-{hashlib.sha1(task_key.encode()).hexdigest()[:12]}-"
+        return AttemptPlan(
+            target=target,
+            pins=pins,
+            attempt_branch=f"{stale_prefix}try{ti.try_number}",
+            stale_prefix=stale_prefix,
+            fingerprint=fingerprint(
+                dag_id=ti.dag_id,
+                task_id=ti.task_id,
+                run_id=context["run_id"],
+                map_index=map_index,
+                pins=pins,
+                output=target,
+                image=self.image,
+                command=self.command,
+                hyperparameters=self.hyperparameters,
+            ),
+        )
+
+    # ---------------------------------------------------------------- execution
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        plan = self.plan(context)
+        existing = self.find_existing_output(plan)
+        if existing is not None:
+            self.log.info("Output of this task with these exact inputs already exists: %s; not running again", existing)
+            return self.finish(context, plan, existing, reused=True)
+        self.open_attempt(plan)
+        try:
+            self.run_container(context, plan)
+        except TaskDeferred:
+            raise
+        except BaseException:
+            self.discard_attempt(plan)
+            raise
+        return self.publish(context, plan)
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        """Deferrable Kubernetes mode: the pod finished; publish (or discard) its output."""
+        plan = self.plan(context)
+        try:
+            super().trigger_reentry(context, event)
+        except BaseException:
+            self.discard_attempt(plan)
+            raise
+        return self.publish(context, plan)
+
+    def find_existing_output(self, plan: AttemptPlan) -> str | None:
+        hook = self.lakefs_hook
+        for commit in hook.log_commits(
+            plan.target.repository, plan.target.ref, amount=IDEMPOTENCY_LOOKBACK, first_parent=True
+        ):
+            if commit.metadata.get(FINGERPRINT) == plan.fingerprint:
+                return commit.id
+        return None
+
+    def open_attempt(self, plan: AttemptPlan) -> None:
+        hook = self.lakefs_hook
+        repository = plan.target.repository
+        for stale in hook.list_branches(repository, plan.stale_prefix):
+            self.log.info("Removing branch %s left by an earlier attempt", stale)
+            hook.delete_branch(repository, stale, missing_ok=True)
+        hook.create_branch(repository, plan.attempt_branch, plan.target.ref)
+        removed = hook.delete_prefix(repository, plan.attempt_branch, plan.target.path)
+        self.log.info(
+            "Attempt branch %s created from %s (%d old objects under '%s' cleared); output goes to %s",
+            plan.attempt_branch,
+            plan.target.ref,
+            removed,
+            plan.target.path,
+            plan.attempt_output,
+        )
+
+    def discard_attempt(self, plan: AttemptPlan, *, merged: bool = False) -> None:
+        """Delete the attempt branch: after a failure (the target stays untouched) or after the merge."""
+        try:
+            self.lakefs_hook.delete_branch(plan.target.repository, plan.attempt_branch, missing_ok=True)
+        except Exception:
+            self.log.exception("Could not delete attempt branch %s; the next attempt removes it", plan.attempt_branch)
+            return
+        if not merged:
+            self.log.info("Attempt failed: branch %s deleted, %s untouched", plan.attempt_branch, plan.target)
+
+    def contract_environment(self, context: Context, plan: AttemptPlan) -> dict[str, str]:
+        ti = context["ti"]
+        endpoint = self.lakefs_endpoint_in_pod or self.lakefs_hook.settings.endpoint
+        return contract.container_environment(
+            pins=plan.pins,
+            output=plan.attempt_output,
+            endpoint=endpoint,
+            hyperparameters=self.hyperparameters,
+            run={
+                "dag_id": ti.dag_id,
+                "run_id": context["run_id"],
+                "task_id": ti.task_id,
+                "try_number": ti.try_number,
+                "map_index": _map_index(ti),
+            },
+            model_input=self.model_input,
+        )
+
+    def run_container(self, context: Context, plan: AttemptPlan) -> None:
+        env = self.contract_environment(context, plan)
+        if self.effective_runner == RUNNER_LOCAL:
+            self.run_locally(env)
+            return
+        self.prepare_pod_environment(env)
+        super().execute(context)
+
+    def prepare_pod_environment(self, env: Mapping[str, str]) -> None:
+        """Set the contract's (non-secret) variables that :meth:`build_pod_request_obj` adds to the pod."""
+        self._contract_env = dict(env)
+
+    def run_locally(self, env: Mapping[str, str]) -> None:
+        settings = self.lakefs_hook.settings
+        process_env = {var.name: var.value or "" for var in (self.env_vars or []) if isinstance(var, k8s.V1EnvVar)}
+        process_env.update(env)
+        process_env.update(contract.credential_environment(settings.access_key_id, settings.secret_access_key))
+        self.log.info("Running locally (runner=local): %s", self.command)
+        with tempfile.TemporaryDirectory(prefix="mlrepo-task-") as workdir:
+            self._local_process = LocalProcess(
+                command=self.command,
+                env=process_env,
+                log_line=lambda line: self.log.info("[container] %s", line),
+                cwd=workdir,
+                timeout=float(self.active_deadline_seconds) if self.active_deadline_seconds else None,
+            )
+            try:
+                self._local_process.run()
+            finally:
+                self._local_process = None
+
+    def on_kill(self) -> None:
+        if self._local_process is not None:
+            self._local_process.kill()
+            return
+        super().on_kill()
+
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        if self._contract_env:
+            container = pod.spec.containers[0]
+            existing = {env.name for env in container.env or []}
+            container.env = [
+                *(container.env or []),
+                *(k8s.V1EnvVar(name=k, value=v) for k, v in sorted(self._contract_env.items()) if k not in existing),
+            ]
+            pod.metadata.labels = {**(pod.metadata.labels or {}), "mlrepo/output-kind": self.output_kind}
+            pod.metadata.annotations = {
+                **(pod.metadata.annotations or {}),
+                "mlrepo/output": self._contract_env[contract.OUTPUT],
+                "mlrepo/inputs": self._contract_env[contract.INPUTS],
+            }
+        return pod
+
+    # ------------------------------------------------------------------ publish
+
+    def publish(self, context: Context, plan: AttemptPlan) -> dict[str, Any]:
+        """Commit the attempt branch with provenance, merge it into the target, delete it."""
+        hook = self.lakefs_hook
+        repository = plan.target.repository
+        metadata = self.provenance(context, plan)
+        message = self.commit_message or f"{self.output_kind} from {context['ti'].dag_id}.{context['ti'].task_id}"
+        try:
+            if not any(True for _ in hook.list_objects(repository, plan.attempt_branch, plan.target.path)):
+                raise MlRepoError(
+                    f"Task '{self.task_id}': the container wrote nothing under {plan.attempt_output}; "
+                    f"{plan.target} is unchanged"
+                )
+            # allow_empty: a recompute may produce exactly the bytes the target already holds; the
+            # commit still records that this run, with these pins, produced them.
+            hook.commit(repository, plan.attempt_branch, message, metadata, allow_empty=True)
+        except BaseException:
+            self.discard_attempt(plan)
+            raise
+        try:
+            merge_id = hook.merge(
+                repository,
+                plan.attempt_branch,
+                plan.target.ref,
+                message=message,
+                metadata=metadata,
+                strategy=self.merge_strategy,
+                allow_empty=True,
+            )
+        finally:
+            self.discard_attempt(plan, merged=True)
+        self.log.info("Output committed atomically: %s", plan.target.with_ref(merge_id))
+        return self.finish(context, plan, merge_id, reused=False)
+
+    def finish(self, context: Context, plan: AttemptPlan, commit_id: str, *, reused: bool) -> dict[str, Any]:
+        settings = self.lakefs_hook.settings
+        url = f"{settings.browser_url}/repositories/{plan.target.repository}/commits/{commit_id}"
+        context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
+        self.output_commit_id = commit_id
+        self.pinned_inputs = plan.pins
+        return {
+            "commit_id": commit_id,
+            "output": plan.target.with_ref(commit_id).uri,
+            "repository": plan.target.repository,
+            "branch": plan.target.ref,
+            "path": plan.target.path,
+            "inputs": {name: pin.to_dict() for name, pin in sorted(plan.pins.items())},
+            "reused": reused,
+        }
+
+    def provenance(self, context: Context, plan: AttemptPlan) -> dict[str, str]:
+        from airflow.sdk.configuration import conf
+
+        ti = context["ti"]
+        dag_run = context.get("dag_run")
+        map_index = _map_index(ti)
+        base_url = conf.get("api", "base_url", fallback="http://localhost:8080")
+        return build_provenance(
+            output_kind=self.output_kind,
+            pins=plan.pins,
+            model_input=self.model_input,
+            model_policy=self.model_policy(),
+            dag_id=ti.dag_id,
+            run_id=context["run_id"],
+            task_id=ti.task_id,
+            map_index=map_index,
+            try_number=ti.try_number,
+            run_type=str(getattr(dag_run, "run_type", "") or "") or None,
+            logical_date=context.get("logical_date"),
+            data_interval_start=context.get("data_interval_start"),
+            data_interval_end=context.get("data_interval_end"),
+            image=self.image,
+            command=self.command,
+            runner=self.effective_runner,
+            hyperparameters=self.hyperparameters,
+            fingerprint_value=plan.fingerprint,
+            airflow_url=airflow_task_url(base_url, ti.dag_id, context["run_id"], ti.task_id, map_index),
+            openlineage_run_id=_openlineage_run_id(ti),
+        )
+
+
+def _map_index(ti: Any) -> int:
+    value = getattr(ti, "map_index", None)
+    return -1 if value is None else int(value)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", text)[:40].strip("-") or "task"
+
+
+def _openlineage_run_id(ti: Any) -> str | None:
+    """The OpenLineage run id the openlineage provider gives this task attempt, if it is installed."""
+    try:
+        from airflow.providers.openlineage.plugins.macros import lineage_run_id
+
+        return str(lineage_run_id(ti))
+    except Exception:
+        return None
