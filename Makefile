@@ -1,6 +1,6 @@
 # airflow-mlrepo developer entry points. Every target installs what it needs first.
 #
-#   make test    install everything, start the local stack, lint, run unit + integration tests
+#   make test    install everything, start the local stack, lint, run unit + integration + e2e tests
 #   make stack   install everything, start the local stack, print its URLs and credentials
 #
 SHELL := /bin/bash
@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: install stack stack-down lint unit integration test benchmark clean
+.PHONY: install stack stack-down lint unit integration e2e test benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,13 @@ integration: install
 	$(BIN)/mlrepo stack up
 	$(BIN)/pytest tests/integration -m integration
 
+e2e: install
+	$(BIN)/mlrepo stack up
+	$(BIN)/pytest tests/e2e -m e2e
+
 test: lint
 	$(BIN)/mlrepo stack up
-	$(BIN)/pytest tests/unit tests/integration -m "unit or integration"
+	$(BIN)/pytest tests/unit tests/integration tests/e2e -m "unit or integration or e2e"
 
 benchmark: install
 	$(BIN)/mlrepo stack up

@@ -68,4 +68,62 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_mlrepo.hooks.lakefs"],
             }
         ],
+        "triggers": [
+            {
+                "integration-name": "lakeFS",
+                "python-modules": ["airflow_mlrepo.triggers.lakefs"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "lakeFS",
+                "python-modules": ["airflow_mlrepo.sensors.lakefs"],
+            }
+        ],
+        "asset-uris": [
+            {
+                "schemes": ["lakefs"],
+                "handler": "airflow_mlrepo.assets.lakefs.sanitize_uri",
+                "factory": "airflow_mlrepo.assets.lakefs.create_asset",
+            }
+        ],
+        "plugins": [
+            {
+                "name": "airflow_mlrepo_lakefs_webhook",
+                "plugin-class": "airflow_mlrepo.webhooks.plugin.LakeFSWebhookPlugin",
+            }
+        ],
+        "config": {
+            "mlrepo": {
+                "description": "airflow-mlrepo settings. The lakeFS webhook receiver (POST /mlrepo/lakefs/events "
+                "on the api-server) reads them.",
+                "options": {
+                    "webhook_secret": {
+                        "description": "Shared secret lakeFS sends in the X-Mlrepo-Webhook-Secret header. "
+                        "When empty, the Airflow Variable named by webhook_secret_variable is used; when "
+                        "neither is set, the receiver answers 503 to every call.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": None,
+                        "default": "",
+                        "sensitive": True,
+                    },
+                    "webhook_secret_variable": {
+                        "description": "Airflow Variable holding the shared secret when webhook_secret is empty.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": None,
+                        "default": "mlrepo_lakefs_webhook_secret",
+                    },
+                    "webhook_lakefs_conn_id": {
+                        "description": "lakeFS connection the receiver uses to check which paths a commit "
+                        "changed (only for assets with a path).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": None,
+                        "default": "lakefs_default",
+                    },
+                },
+            }
+        },
     }

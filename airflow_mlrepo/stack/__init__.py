@@ -8,14 +8,17 @@ Used by the ``mlrepo stack`` CLI, by test fixtures and by CI::
     env = stack.read_env()              # the KEY=value pairs of <state>/stack.env
     stack.down()
 
-Components (:data:`COMPONENTS`): ``"postgres"``, ``"lakefs"``, ``"marquez"``, ``"airflow-db"``.
+Components (:data:`COMPONENTS`): ``"postgres"``, ``"lakefs"``, ``"marquez"``, ``"airflow-db"`` and
+``"airflow"`` (api-server, scheduler, dag-processor and triggerer; opt-in: ``up()`` without
+arguments starts :data:`DEFAULT_COMPONENTS`, every component but this one).
 lakeFS, PostgreSQL and the Airflow DB are required: if one fails, :func:`up` raises
 :class:`StackError`. Marquez is optional: when it cannot be provided its status is
 ``unavailable`` with the reason, and ``stack.env`` says ``MARQUEZ_STATUS=unavailable: <reason>``.
 
 Configuration is by environment variable: ``MLREPO_HOME`` (state dir), ``MLREPO_CACHE_DIR``,
 ``MLREPO_LAKEFS_PORT`` (8000), ``MLREPO_POSTGRES_PORT`` (5433), ``MLREPO_POSTGRES_CLUSTER``
-(``mlrepo``), ``MLREPO_MARQUEZ_PORT`` (5000), ``MLREPO_MARQUEZ_ADMIN_PORT`` (5001).
+(``mlrepo``), ``MLREPO_MARQUEZ_PORT`` (5000), ``MLREPO_MARQUEZ_ADMIN_PORT`` (5001),
+``MLREPO_AIRFLOW_PORT`` (8080), ``MLREPO_DAGS_FOLDER`` (``<state>/airflow/dags``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 from typing import TYPE_CHECKING
 
 from airflow_mlrepo.exceptions import StackError, StackNotUpError
-from airflow_mlrepo.stack import airflow_db, lakefs, marquez, postgres
+from airflow_mlrepo.stack import airflow_db, airflow_services, lakefs, marquez, postgres
 from airflow_mlrepo.stack.state import (
     StackSettings,
     load_or_create_secrets,
@@ -36,8 +39,10 @@ from airflow_mlrepo.stack.state import (
     write_env_file,
 )
 from airflow_mlrepo.stack.status import (
+    AIRFLOW,
     AIRFLOW_DB,
     COMPONENTS,
+    DEFAULT_COMPONENTS,
     DEPENDENCIES,
     LAKEFS,
     MARQUEZ,
@@ -52,8 +57,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "AIRFLOW",
     "AIRFLOW_DB",
     "COMPONENTS",
+    "DEFAULT_COMPONENTS",
     "LAKEFS",
     "MARQUEZ",
     "POSTGRES",
@@ -74,9 +81,9 @@ log = logging.getLogger(__name__)
 
 
 def _with_dependencies(components: Sequence[str] | None) -> list[str]:
-    """Requested components plus what they need, in start order."""
+    """Requested components plus what they need, in start order (the defaults when None)."""
     if components is None:
-        return list(COMPONENTS)
+        return list(DEFAULT_COMPONENTS)
     unknown = sorted(set(components) - set(COMPONENTS))
     if unknown:
         raise StackError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}")
@@ -95,6 +102,8 @@ def _component_status(
         return lakefs.status(settings, secrets)
     if name == MARQUEZ:
         return marquez.status(settings)
+    if name == AIRFLOW:
+        return airflow_services.status(settings)
     return airflow_db.status(settings, postgres_running)
 
 
@@ -149,6 +158,10 @@ def stack_env_values(settings: StackSettings, secrets: Mapping[str, str], curren
         values["MARQUEZ_ADMIN_URL"] = marquez.admin_endpoint(settings)
         values["OPENLINEAGE_URL"] = marquez.endpoint(settings)
     values["MARQUEZ_STATUS"] = _marquez_status_value(marquez_status)
+    values["MLREPO_WEBHOOK_SECRET"] = secrets.get("MLREPO_WEBHOOK_SECRET", "")
+    airflow_status = current.components.get(AIRFLOW)
+    if airflow_status is not None and airflow_status.state == "running":
+        values["AIRFLOW_API_URL"] = airflow_services.api_endpoint(settings)
     return values
 
 
@@ -182,6 +195,9 @@ def up(components: Sequence[str] | None = None) -> StackStatus:
                     brought_up[name] = lakefs.up(settings, secrets)
                 elif name == MARQUEZ:
                     brought_up[name] = marquez.up(settings, secrets)
+                elif name == AIRFLOW:
+                    brought_up[name] = airflow_services.up(settings, secrets)
+                    brought_up.pop(LAKEFS, None)  # it may have restarted lakeFS: read its status again
                 else:
                     brought_up[name] = airflow_db.up(settings, secrets)
                 log.debug("%s: %s after %.1fs", name, brought_up[name].state, time.monotonic() - started)
@@ -210,7 +226,9 @@ def down(components: Sequence[str] | None = None) -> None:
         for name in reversed(COMPONENTS):
             if name not in stopping:
                 continue
-            if name == MARQUEZ:
+            if name == AIRFLOW:
+                airflow_services.down(settings)
+            elif name == MARQUEZ:
                 marquez.down(settings)
             elif name == LAKEFS:
                 lakefs.down(settings)

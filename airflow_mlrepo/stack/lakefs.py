@@ -53,6 +53,8 @@ GONOSUMDB = "github.com/treeverse/delta-go,github.com/treeverse/secret-detector"
 BUILD_TIMEOUT = 3600.0
 START_TIMEOUT = 120.0
 GO_CANDIDATES = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
+#: lakeFS environment variable holding the shared secret of the Airflow webhook receiver.
+WEBHOOK_SECRET_ENV = "LAKEFSACTION_MLREPO_WEBHOOK_SECRET"
 
 
 def endpoint(settings: StackSettings) -> str:
@@ -159,7 +161,20 @@ def run_environment(settings: StackSettings, secrets: Mapping[str, str]) -> dict
         # Actions (webhooks) are on by default; lakeFS has no allow-list blocking 127.0.0.1.
         "LAKEFS_ACTIONS_ENABLED": "true",
         "LAKEFS_LOGGING_LEVEL": "WARN",
+        # Action files refer to it as {{ ENV.LAKEFSACTION_MLREPO_WEBHOOK_SECRET }} (the header the
+        # Airflow webhook receiver checks); lakeFS only resolves variables with this prefix.
+        WEBHOOK_SECRET_ENV: secrets["MLREPO_WEBHOOK_SECRET"],
     }
+
+
+def knows_webhook_secret(pid: int, secrets: Mapping[str, str]) -> bool | None:
+    """Whether the lakeFS process ``pid`` was started with the current webhook secret (None: unknown)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    wanted = f"{WEBHOOK_SECRET_ENV}={secrets['MLREPO_WEBHOOK_SECRET']}".encode()
+    return wanted in raw.split(b"\0")
 
 
 def _credentials(secrets: Mapping[str, str]) -> tuple[str, str]:

@@ -14,6 +14,7 @@ Two directories:
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
 import re
@@ -39,6 +40,7 @@ DEFAULT_POSTGRES_PORT = 5433
 DEFAULT_MARQUEZ_PORT = 5000
 DEFAULT_MARQUEZ_ADMIN_PORT = 5001
 DEFAULT_POSTGRES_CLUSTER = "mlrepo"
+DEFAULT_AIRFLOW_PORT = 8080
 
 LOCALHOST = "127.0.0.1"
 
@@ -58,6 +60,11 @@ def _port_from_environ(environ: Mapping[str, str], name: str, default: int) -> i
     return port
 
 
+def _path_from_environ(environ: Mapping[str, str], name: str) -> Path | None:
+    raw = environ.get(name, "").strip()
+    return Path(raw).expanduser().absolute() if raw else None
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Directories, ports and names of one local stack, read from the environment."""
@@ -69,6 +76,9 @@ class StackSettings:
     postgres_cluster: str = DEFAULT_POSTGRES_CLUSTER
     marquez_port: int = DEFAULT_MARQUEZ_PORT
     marquez_admin_port: int = DEFAULT_MARQUEZ_ADMIN_PORT
+    airflow_port: int = DEFAULT_AIRFLOW_PORT
+    #: DAGs folder of the stack's Airflow (``MLREPO_DAGS_FOLDER``); None: ``<state>/airflow/dags``.
+    dags_folder: Path | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
@@ -92,6 +102,8 @@ class StackSettings:
             postgres_cluster=cluster,
             marquez_port=_port_from_environ(env, "MLREPO_MARQUEZ_PORT", DEFAULT_MARQUEZ_PORT),
             marquez_admin_port=_port_from_environ(env, "MLREPO_MARQUEZ_ADMIN_PORT", DEFAULT_MARQUEZ_ADMIN_PORT),
+            airflow_port=_port_from_environ(env, "MLREPO_AIRFLOW_PORT", DEFAULT_AIRFLOW_PORT),
+            dags_folder=_path_from_environ(env, "MLREPO_DAGS_FOLDER"),
         )
 
     @property
@@ -205,6 +217,13 @@ def write_env_file(path: Path, values: Mapping[str, str], header: str | None = N
 # --- generated secrets ------------------------------------------------------------------------
 
 _UPPER_ALNUM = string.ascii_uppercase + string.digits
+
+
+def new_fernet_key() -> str:
+    """A Fernet key (URL-safe base64 of 32 random bytes), the form Airflow's ``fernet_key`` takes."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+
+
 _ALNUM = string.ascii_letters + string.digits
 
 
@@ -228,6 +247,11 @@ _SECRET_FACTORIES: dict[str, Callable[[], str]] = {
     "LAKEFS_BLOCKSTORE_SIGNING_SECRET_KEY": lambda: random_text(48),
     "POSTGRES_AIRFLOW_PASSWORD": lambda: random_text(32),
     "POSTGRES_MARQUEZ_PASSWORD": lambda: random_text(32),
+    # The lakeFS webhook -> Airflow shared secret (lakeFS env LAKEFSACTION_MLREPO_WEBHOOK_SECRET,
+    # Airflow [mlrepo] webhook_secret), and what the stack's Airflow components must share.
+    "MLREPO_WEBHOOK_SECRET": lambda: random_text(40),
+    "AIRFLOW_JWT_SECRET": lambda: random_text(48),
+    "AIRFLOW_FERNET_KEY": new_fernet_key,
 }
 
 

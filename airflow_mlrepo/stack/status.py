@@ -19,9 +19,12 @@ LAKEFS = "lakefs"
 POSTGRES = "postgres"
 MARQUEZ = "marquez"
 AIRFLOW_DB = "airflow-db"
+AIRFLOW = "airflow"
 
 #: Every component, in start order.
-COMPONENTS: tuple[str, ...] = (POSTGRES, LAKEFS, MARQUEZ, AIRFLOW_DB)
+COMPONENTS: tuple[str, ...] = (POSTGRES, LAKEFS, MARQUEZ, AIRFLOW_DB, AIRFLOW)
+#: What ``up()`` starts when no component is named. The Airflow services are opt-in.
+DEFAULT_COMPONENTS: tuple[str, ...] = (POSTGRES, LAKEFS, MARQUEZ, AIRFLOW_DB)
 #: Components whose failure makes ``up`` fail. Marquez is optional: its failure is reported.
 REQUIRED_COMPONENTS: frozenset[str] = frozenset({POSTGRES, LAKEFS, AIRFLOW_DB})
 #: What each component needs running first.
@@ -30,6 +33,7 @@ DEPENDENCIES: Mapping[str, tuple[str, ...]] = {
     LAKEFS: (),
     MARQUEZ: (POSTGRES,),
     AIRFLOW_DB: (POSTGRES,),
+    AIRFLOW: (POSTGRES, AIRFLOW_DB),
 }
 
 

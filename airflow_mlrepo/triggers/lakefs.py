@@ -1,0 +1,720 @@
+"""Asynchronous commit detection on a lakeFS branch, for deferrable sensors and event-driven DAGs.
+
+Two triggers share one polling core, :class:`LakeFSBranchPoller`:
+
+* :class:`LakeFSCommitTrigger` (a :class:`~airflow.triggers.base.BaseTrigger`) is what
+  :class:`~airflow_mlrepo.sensors.lakefs.LakeFSCommitSensor` defers to: it waits for commits newer
+  than a baseline commit and yields **one** event with all of them, then ends.
+* :class:`LakeFSCommitEventTrigger` (a :class:`~airflow.triggers.base.BaseEventTrigger`) is for
+  ``AssetWatcher``: it never ends, fires one event per new batch of commits, and keeps its
+  watermark (the last branch head it has dealt with) in Airflow's asset state store so that a
+  triggerer restart neither re-fires old commits nor misses new ones.
+
+Cost per poll interval and watched branch: **one** lakeFS request (``GET .../branches/{branch}``)
+while nothing changes. Only when the head moved is the log walked (``LakeFSHook.commits_since``,
+a few requests, in a worker thread), and only up to the head just read, so a commit made during
+the walk is left for the next poll rather than half-seen.
+
+The head is read with ``httpx`` on one ``AsyncClient`` per event loop and lakeFS endpoint, shared by
+every trigger of the process: a thousand waiting triggers hold no lakeFS SDK client and one
+connection pool. Triggers never raise into the triggerer: an unreachable lakeFS is logged and
+retried with exponential backoff; anything else ends a sensor trigger with an error event
+``{"status": "error", "error_type": ..., "message": ...}`` and is logged and retried by a watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import urllib.parse
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from airflow.sdk import BaseHook
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
+
+from airflow_mlrepo.exceptions import (
+    CommitNotAncestorError,
+    LakeFSBadInputError,
+    LakeFSError,
+    LakeFSUnavailableError,
+    translate_lakefs_error,
+)
+from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSConnectionSettings, LakeFSHook
+from airflow_mlrepo.locations import validate_branch, validate_path, validate_ref, validate_repository
+from airflow_mlrepo.pinning import ASSET_EVENT_KEY
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: Default seconds between two reads of the branch head.
+DEFAULT_POLL_INTERVAL = 60.0
+#: Longest wait between two attempts while lakeFS is unreachable (the backoff cap).
+MAX_BACKOFF_SECONDS = 300.0
+#: Seconds a watcher waits after firing before it records the new watermark. The triggerer hands
+#: events to its supervisor about once a second and the supervisor stores them in the metadata DB
+#: in its next loop; recording the watermark only after that means a triggerer that dies in
+#: between re-detects the commits after its restart instead of losing them.
+WATERMARK_SETTLE_SECONDS = 5.0
+#: Prefix of the asset state store key that holds a watcher's watermark.
+WATERMARK_KEY_PREFIX = "airflow_mlrepo.lakefs_watermark"
+SOURCE_WATCHER = "watcher"
+
+_TRIGGER_MODULE = __name__
+
+
+@dataclass(frozen=True)
+class CommitFilter:
+    """Which new commits count: path prefixes / objects touched, and commit metadata values.
+
+    Empty ``prefixes`` and ``objects`` mean any path. ``metadata`` keys must be present on the
+    commit with exactly these string values. ``first_parent`` follows only first parents at merge
+    commits (the commits the branch itself pointed at).
+    """
+
+    prefixes: tuple[str, ...] = ()
+    objects: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    first_parent: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        prefixes: Iterable[str] | None = None,
+        objects: Iterable[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        first_parent: bool = False,
+    ) -> CommitFilter:
+        """Validate the parts (raising :class:`LakeFSBadInputError` / ``InvalidLakeFSLocationError``)."""
+        if isinstance(prefixes, str) or isinstance(objects, str):
+            raise LakeFSBadInputError("prefixes and objects are lists of paths, not a single string")
+        checked_prefixes = tuple(validate_path(p) for p in prefixes or ())
+        checked_objects = tuple(validate_path(o) for o in objects or ())
+        checked_metadata: dict[str, str] = {}
+        for key, value in (metadata or {}).items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise LakeFSBadInputError(
+                    f"Commit metadata filter {key!r}: {value!r} must map strings to strings "
+                    "(lakeFS metadata values are strings)"
+                )
+            checked_metadata[key] = value
+        return cls(checked_prefixes, checked_objects, checked_metadata, bool(first_parent))
+
+    def matches_metadata(self, commit: LakeFSCommit) -> bool:
+        return all(commit.metadata.get(key) == value for key, value in self.metadata.items())
+
+    @property
+    def digest(self) -> str:
+        """A short stable fingerprint, used to tell watermarks and sensor records apart."""
+        raw = json.dumps(
+            [list(self.prefixes), list(self.objects), sorted(self.metadata.items()), self.first_parent],
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+class _HTTPAnswerError(Exception):
+    """A non-2xx lakeFS answer, shaped for :func:`translate_lakefs_error` (``status`` and ``body``)."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+_ClientKey = tuple[str, bool, float]
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientKey, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _shared_client(settings: LakeFSConnectionSettings) -> httpx.AsyncClient:
+    """The ``AsyncClient`` of this event loop for this lakeFS endpoint (one pool for all triggers)."""
+    loop = asyncio.get_running_loop()
+    per_loop = _CLIENTS.setdefault(loop, {})
+    key = (settings.endpoint, settings.verify_ssl, settings.request_timeout)
+    client = per_loop.get(key)
+    if client is None or client.is_closed:
+        from airflow_mlrepo import __version__
+
+        client = httpx.AsyncClient(
+            verify=settings.verify_ssl,
+            timeout=settings.request_timeout,
+            headers={"X-Lakefs-Client": f"airflow-mlrepo/{__version__}", "Accept": "application/json"},
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+        per_loop[key] = client
+    return client
+
+
+def seconds_to_next_tick(poll_interval: float) -> float:
+    """Seconds until the next multiple of ``poll_interval`` on the wall clock.
+
+    Every trigger polls on the same epoch-aligned ticks, so the triggers of one process that watch
+    the same branch ask for its head at the same moment and share one request (see
+    :class:`_CoalescedHeadReads`).
+    """
+    remainder = time.time() % poll_interval
+    return poll_interval - remainder if remainder > 1e-3 else poll_interval
+
+
+_HeadKey = tuple[str, str, str, str]
+
+
+class _CoalescedHeadReads:
+    """One in-flight request, and a short-lived result, per branch and lakeFS endpoint.
+
+    All triggers of a triggerer process share one event loop; a thousand of them watching one
+    branch on the same tick send one ``GET .../branches/{branch}``, not a thousand. Errors are not
+    cached: every caller of a failed read sees the error, and the next tick tries again.
+    """
+
+    def __init__(self) -> None:
+        self._inflight: dict[_HeadKey, asyncio.Future[str]] = {}
+        self._recent: dict[_HeadKey, tuple[float, str]] = {}
+
+    async def read(self, key: _HeadKey, fetch: Callable[[], Awaitable[str]], max_age: float) -> str:
+        recent = self._recent.get(key)
+        if recent is not None and time.monotonic() - recent[0] <= max_age:
+            return recent[1]
+        inflight = self._inflight.get(key)
+        if inflight is None:
+            inflight = asyncio.ensure_future(fetch())
+            self._inflight[key] = inflight
+            inflight.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(inflight)
+
+    def _finished(self, key: _HeadKey, done: asyncio.Future[str]) -> None:
+        if self._inflight.get(key) is done:
+            del self._inflight[key]
+        if not done.cancelled() and done.exception() is None:
+            self._recent[key] = (time.monotonic(), done.result())
+        else:
+            self._recent.pop(key, None)
+
+
+_SYNC_HOOKS: dict[tuple[str, LakeFSConnectionSettings], LakeFSHook] = {}
+
+_HEAD_READS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _CoalescedHeadReads] = weakref.WeakKeyDictionary()
+
+
+class LakeFSBranchPoller:
+    """Reads one branch's head cheaply and walks its new commits only when the head moved.
+
+    :param lakefs_conn_id: Airflow connection of type ``lakefs``; read asynchronously on first use.
+    """
+
+    #: lakeFS requests sent by all pollers of this process (head reads + log walks); for benchmarks.
+    requests_sent = 0
+
+    def __init__(self, lakefs_conn_id: str, repository: str, branch: str, commit_filter: CommitFilter) -> None:
+        self.lakefs_conn_id = lakefs_conn_id
+        self.repository = validate_repository(repository)
+        self.branch = validate_branch(branch)
+        self.commit_filter = commit_filter
+        self._settings: LakeFSConnectionSettings | None = None
+        self._hook: LakeFSHook | None = None
+
+    async def settings(self) -> LakeFSConnectionSettings:
+        if self._settings is None:
+            connection = await BaseHook.aget_connection(self.lakefs_conn_id)
+            self._settings = LakeFSConnectionSettings.from_connection(connection)
+        return self._settings
+
+    async def _sync_hook(self) -> LakeFSHook:
+        if self._hook is None:
+            settings = await self.settings()
+            # One synchronous hook (and lakeFS SDK client) per connection and endpoint in the
+            # process, shared by every poller: the SDK's connection pool is thread-safe.
+            key = (self.lakefs_conn_id, settings)
+            hook = _SYNC_HOOKS.get(key)
+            if hook is None:
+                hook = _SYNC_HOOKS[key] = LakeFSHook.from_settings(settings, self.lakefs_conn_id)
+            self._hook = hook
+        return self._hook
+
+    async def branch_head(self, max_age: float = 0.0) -> str:
+        """The branch's head commit id: at most one lakeFS request.
+
+        Concurrent reads of the same branch by triggers of this process share one request; a read
+        at most ``max_age`` seconds old is reused.
+        """
+        settings = await self.settings()
+        reads = _HEAD_READS.setdefault(asyncio.get_running_loop(), _CoalescedHeadReads())
+        key = (settings.endpoint, settings.access_key_id, self.repository, self.branch)
+        return await reads.read(key, lambda: self._read_branch_head(settings), max_age)
+
+    async def _read_branch_head(self, settings: LakeFSConnectionSettings) -> str:
+        repository = urllib.parse.quote(self.repository, safe="")
+        branch = urllib.parse.quote(self.branch, safe="")
+        url = f"{settings.api_url}/repositories/{repository}/branches/{branch}"
+        type(self).requests_sent += 1
+        try:
+            response = await _shared_client(settings).get(
+                url, auth=(settings.access_key_id, settings.secret_access_key)
+            )
+            if response.status_code >= 300:
+                raise _HTTPAnswerError(response.status_code, response.content)
+            commit_id = response.json().get("commit_id")
+        except (httpx.HTTPError, _HTTPAnswerError, json.JSONDecodeError, OSError) as exc:
+            raise translate_lakefs_error(
+                exc,
+                action="read branch",
+                repository=self.repository,
+                ref=self.branch,
+                endpoint=settings.endpoint,
+                conn_id=self.lakefs_conn_id,
+            ) from exc
+        if not isinstance(commit_id, str) or not commit_id:
+            raise LakeFSUnavailableError(
+                f"lakeFS at {settings.endpoint} answered without a commit id for branch '{self.branch}' "
+                f"of repository '{self.repository}'",
+                repository=self.repository,
+                ref=self.branch,
+            )
+        return commit_id
+
+    async def new_commits(self, baseline: str, head: str) -> list[LakeFSCommit]:
+        """Matching commits after ``baseline`` up to and including ``head``, oldest first.
+
+        Raises :class:`CommitNotAncestorError` (naming the branch) when ``baseline`` is no longer in
+        the history of ``head``: the branch was reset or force-moved.
+        """
+        hook = await self._sync_hook()
+        validate_ref(baseline)
+        validate_ref(head)
+        before = hook.api_calls
+        try:
+            # Walk from the head commit just read, not from the branch name: commits made while
+            # walking are left for the next poll instead of being reported without their head.
+            commits = await asyncio.to_thread(
+                hook.commits_since,
+                self.repository,
+                head,
+                baseline,
+                prefixes=self.commit_filter.prefixes or None,
+                objects=self.commit_filter.objects or None,
+                first_parent=self.commit_filter.first_parent,
+            )
+        except CommitNotAncestorError as exc:
+            raise CommitNotAncestorError(
+                f"Commit {baseline} is no longer in the history of branch '{self.branch}' of repository "
+                f"'{self.repository}' (head {head}): the branch was reset or force-moved",
+                repository=self.repository,
+                ref=self.branch,
+            ) from exc
+        finally:
+            type(self).requests_sent += hook.api_calls - before
+        return [commit for commit in commits if self.commit_filter.matches_metadata(commit)]
+
+
+def backoff_seconds(poll_interval: float, failures: int) -> float:
+    """Wait before the next attempt after ``failures`` consecutive failed ones (exponential, capped)."""
+    cap = max(poll_interval, MAX_BACKOFF_SECONDS)
+    return float(min(cap, poll_interval * (2 ** max(0, failures - 1))))
+
+
+def _event(payload: dict[str, Any]) -> TriggerEvent:
+    return TriggerEvent(payload)  # type: ignore[no-untyped-call]
+
+
+def _error_event(exc: BaseException, **facts: Any) -> TriggerEvent:
+    return _event(
+        {"status": "error", "error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__, **facts}
+    )
+
+
+class _CommitTriggerBase:
+    """Arguments and validation common to both triggers."""
+
+    def _init_common(
+        self,
+        *,
+        repository: str,
+        branch: str,
+        lakefs_conn_id: str,
+        prefixes: Sequence[str] | None,
+        objects: Sequence[str] | None,
+        metadata: Mapping[str, str] | None,
+        first_parent: bool,
+        poll_interval: float,
+    ) -> None:
+        self.repository = repository
+        self.branch = branch
+        self.lakefs_conn_id = lakefs_conn_id
+        self.prefixes = list(prefixes or [])
+        self.objects = list(objects or [])
+        self.metadata = dict(metadata or {})
+        self.first_parent = bool(first_parent)
+        self.poll_interval = float(poll_interval)
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "branch": self.branch,
+            "lakefs_conn_id": self.lakefs_conn_id,
+            "prefixes": list(self.prefixes),
+            "objects": list(self.objects),
+            "metadata": dict(self.metadata),
+            "first_parent": self.first_parent,
+            "poll_interval": self.poll_interval,
+        }
+
+    def _poller(self) -> LakeFSBranchPoller:
+        if self.poll_interval <= 0:
+            raise LakeFSBadInputError(f"poll_interval must be positive, got {self.poll_interval}")
+        commit_filter = CommitFilter.build(self.prefixes, self.objects, self.metadata, self.first_parent)
+        return LakeFSBranchPoller(self.lakefs_conn_id, self.repository, self.branch, commit_filter)
+
+    @property
+    def _head_max_age(self) -> float:
+        """How old a head read shared with other triggers on the same tick may be."""
+        return min(1.0, self.poll_interval / 4)
+
+    @property
+    def _where(self) -> str:
+        return f"branch '{self.branch}' of lakeFS repository '{self.repository}' (connection '{self.lakefs_conn_id}')"
+
+
+class LakeFSCommitTrigger(_CommitTriggerBase, BaseTrigger):
+    """Wait for commits on a lakeFS branch newer than ``baseline_commit``; yield one event with all of them.
+
+    Success event: ``{"status": "success", "repository", "branch", "baseline", "head",
+    "commits": [LakeFSCommit.to_dict(), ...]}``, oldest first, only the commits that pass the
+    filters; ``head`` is the branch head that contains them. Error event: ``{"status": "error",
+    "error_type", "message", "repository", "branch"}`` (reset branch, missing repository or
+    branch, rejected credentials...). While lakeFS is unreachable the trigger keeps waiting,
+    logging each failure and backing off up to :data:`MAX_BACKOFF_SECONDS`.
+
+    :param repository: lakeFS repository.
+    :param branch: branch to watch.
+    :param baseline_commit: full commit id; only commits after it count.
+    :param prefixes: only commits that change something under one of these path prefixes.
+    :param objects: only commits that change one of these exact object paths.
+    :param metadata: only commits whose metadata has these key/values.
+    :param first_parent: only the branch's own first-parent history (merged-in commits are skipped).
+    :param poll_interval: seconds between two reads of the branch head.
+    :param lakefs_conn_id: Airflow connection of type ``lakefs``.
+    """
+
+    def __init__(
+        self,
+        *,
+        repository: str,
+        branch: str,
+        baseline_commit: str,
+        lakefs_conn_id: str = LakeFSHook.default_conn_name,
+        prefixes: Sequence[str] | None = None,
+        objects: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        first_parent: bool = False,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._init_common(
+            repository=repository,
+            branch=branch,
+            lakefs_conn_id=lakefs_conn_id,
+            prefixes=prefixes,
+            objects=objects,
+            metadata=metadata,
+            first_parent=first_parent,
+            poll_interval=poll_interval,
+        )
+        self.baseline_commit = baseline_commit
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{_TRIGGER_MODULE}.LakeFSCommitTrigger",
+            {**self._common_kwargs(), "baseline_commit": self.baseline_commit},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        facts = {"repository": self.repository, "branch": self.branch, "baseline": self.baseline_commit}
+        try:
+            poller = self._poller()
+            validate_ref(self.baseline_commit)
+        except Exception as exc:
+            yield _error_event(exc, **facts)
+            return
+        self.log.info("Waiting for commits after %s on %s", self.baseline_commit, self._where)
+        scanned_up_to = self.baseline_commit
+        failures = 0
+        while True:
+            try:
+                head = await poller.branch_head(self._head_max_age)
+                if head != scanned_up_to:
+                    commits = await poller.new_commits(self.baseline_commit, head)
+                    if commits:
+                        self.log.info("%d new commit(s) on %s, newest %s", len(commits), self._where, commits[-1].id)
+                        yield _event(
+                            {
+                                "status": "success",
+                                **facts,
+                                "head": head,
+                                "commits": [commit.to_dict() for commit in commits],
+                            }
+                        )
+                        return
+                    self.log.info("Head of %s moved to %s; no commit matches the filters yet", self._where, head)
+                    scanned_up_to = head
+                if failures:
+                    self.log.info("lakeFS is reachable again for %s", self._where)
+                failures = 0
+                await asyncio.sleep(seconds_to_next_tick(self.poll_interval))
+            except LakeFSUnavailableError as exc:
+                failures += 1
+                delay = backoff_seconds(self.poll_interval, failures)
+                self.log.warning(
+                    "lakeFS unreachable (attempt %d), still waiting; next try in %.0fs: %s", failures, delay, exc
+                )
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                self.log.error("Stopped waiting for commits on %s: %s", self._where, exc)
+                yield _error_event(exc, **facts)
+                return
+
+
+class WatermarkStore:
+    """Where a watcher keeps the last branch head it dealt with, across triggerer restarts.
+
+    Airflow 3.3+ injects ``asset_state_store`` into every ``BaseEventTrigger`` that watches assets
+    (``AssetStateStoreAccessors`` for the watched assets); the watermark is one key there, per
+    watched asset. On older Airflow there is no such store: the watermark lives in memory only, and
+    after a triggerer restart the watcher starts again from the branch head at that time.
+    """
+
+    def __init__(self, accessors: Any, key: str) -> None:
+        self._key = key
+        self._targets: list[Any] = self._accessor_list(accessors)
+
+    @staticmethod
+    def _accessor_list(accessors: Any) -> list[Any]:
+        if accessors is None:
+            return []
+        # One trigger row serves every asset whose watcher has the same trigger class and kwargs,
+        # so there may be several accessors; AssetStateStoreAccessors has no public iteration.
+        found = [*getattr(accessors, "_by_name", {}).values(), *getattr(accessors, "_by_uri", {}).values()]
+        return found or [accessors]
+
+    @property
+    def persistent(self) -> bool:
+        return bool(self._targets)
+
+    async def load(self) -> dict[str, Any] | None:
+        """The recorded watermark (oldest of the watched assets' ones), or None."""
+        values = []
+        for target in self._targets:
+            value = await target.aget(self._key)
+            if isinstance(value, Mapping) and isinstance(value.get("commit_id"), str):
+                values.append(dict(value))
+        if not values:
+            return None
+        return min(values, key=lambda value: float(value.get("updated_at") or 0))
+
+    async def save(self, value: dict[str, Any]) -> None:
+        for target in self._targets:
+            await target.aset(self._key, value)
+
+
+class LakeFSCommitEventTrigger(_CommitTriggerBase, BaseEventTrigger):
+    """Fire once per new batch of commits on a lakeFS branch: the trigger of an ``AssetWatcher``.
+
+    .. code-block:: python
+
+        Asset(
+            "lakefs://training-data/main/data",
+            watchers=[AssetWatcher(name="training-data", trigger=LakeFSCommitEventTrigger(
+                repository="training-data", branch="main", prefixes=["data/"], poll_interval=30))],
+        )
+
+    Event payload (it becomes the asset event's ``extra["payload"]``)::
+
+        {"lakefs": {"repository", "branch", "commit_id": <branch head containing the commits>,
+                    "commits": [<matching ids, oldest first>], "previous_commit_id": <watermark>,
+                    "source": "watcher"}}
+
+    The watermark is the last branch head the watcher dealt with. It lives in the asset state
+    store of the watched asset(s) (Airflow 3.3+), is written :data:`WATERMARK_SETTLE_SECONDS`
+    after an event (once the triggerer has stored the event), and is read back when the trigger
+    starts: commits made while the triggerer was down fire once after it is back, and commits
+    that already fired do not fire again. With no watermark yet the watcher starts at
+    ``since_commit`` if given, else at the branch head when it first runs (history is not
+    replayed). A reset branch (watermark no longer in its history) is logged as an error and the
+    watcher carries on from the new head without firing.
+
+    :param since_commit: commit id to start from the first time (before any watermark exists).
+    """
+
+    def __init__(
+        self,
+        *,
+        repository: str,
+        branch: str,
+        lakefs_conn_id: str = LakeFSHook.default_conn_name,
+        prefixes: Sequence[str] | None = None,
+        objects: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        first_parent: bool = False,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        since_commit: str | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._init_common(
+            repository=repository,
+            branch=branch,
+            lakefs_conn_id=lakefs_conn_id,
+            prefixes=prefixes,
+            objects=objects,
+            metadata=metadata,
+            first_parent=first_parent,
+            poll_interval=poll_interval,
+        )
+        self.since_commit = since_commit
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{_TRIGGER_MODULE}.LakeFSCommitEventTrigger",
+            {**self._common_kwargs(), "since_commit": self.since_commit},
+        )
+
+    @property
+    def watermark_key(self) -> str:
+        """Asset state store key of this watcher's watermark (one per connection/branch/filters)."""
+        commit_filter = CommitFilter.build(self.prefixes, self.objects, self.metadata, self.first_parent)
+        raw = f"{self.lakefs_conn_id}\0{self.repository}\0{self.branch}\0{commit_filter.digest}"
+        return f"{WATERMARK_KEY_PREFIX}.{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
+
+    def _watermark_value(self, commit_id: str) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "branch": self.branch,
+            "commit_id": commit_id,
+            "updated_at": time.time(),
+        }
+
+    def payload(self, previous: str, head: str, commits: Sequence[LakeFSCommit]) -> dict[str, Any]:
+        """The event payload for one batch (see the class docstring)."""
+        return {
+            ASSET_EVENT_KEY: {
+                "repository": self.repository,
+                "branch": self.branch,
+                "commit_id": head,
+                "commits": [commit.id for commit in commits],
+                "previous_commit_id": previous,
+                "source": SOURCE_WATCHER,
+            }
+        }
+
+    async def _retrying(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run ``action`` until it succeeds, backing off on any failure (a watcher never gives up)."""
+        failures = 0
+        while True:
+            try:
+                return await action()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = backoff_seconds(self.poll_interval, failures)
+                level = self.log.warning if isinstance(exc, LakeFSUnavailableError) else self.log.error
+                level("Cannot %s for %s (attempt %d), retrying in %.0fs: %s", what, self._where, failures, delay, exc)
+                await asyncio.sleep(delay)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            poller = self._poller()
+            if self.since_commit is not None:
+                validate_ref(self.since_commit)
+        except Exception as exc:
+            # A watcher cannot fail a task; log loudly and stay idle rather than exit (an exited
+            # watcher would be restarted into the same error in a tight loop).
+            self.log.error("Invalid LakeFSCommitEventTrigger for %s: %s", self._where, exc)
+            while True:
+                await asyncio.sleep(MAX_BACKOFF_SECONDS)
+            yield  # pragma: no cover  (makes this an async generator for the type checker)
+        store = WatermarkStore(getattr(self, "asset_state_store", None), self.watermark_key)
+        recorded = await self._retrying("read the watermark", store.load) if store.persistent else None
+        if recorded and recorded.get("repository") == self.repository and recorded.get("branch") == self.branch:
+            watermark = str(recorded["commit_id"])
+            self.log.info("Resuming %s after watermark %s", self._where, watermark)
+        else:
+            watermark = self.since_commit or await self._retrying("read the branch head", poller.branch_head)
+            if store.persistent:
+                await self._retrying("record the watermark", lambda: store.save(self._watermark_value(watermark)))
+            self.log.info(
+                "Watching %s from %s (watermark %s)",
+                self._where,
+                watermark,
+                "in the asset state store" if store.persistent else "in memory only: Airflow < 3.3",
+            )
+
+        pending: str | None = None  # watermark to record once the last event has settled
+        settle_deadline: float | None = None
+        next_poll = time.monotonic()
+        failures = 0
+        while True:
+            now = time.monotonic()
+            if pending is not None and (settle_deadline is None or now >= settle_deadline):
+                try:
+                    if store.persistent:
+                        await store.save(self._watermark_value(pending))
+                    pending, settle_deadline = None, None
+                except Exception as exc:
+                    self.log.warning("Cannot record watermark %s for %s yet: %s", pending, self._where, exc)
+                    settle_deadline = now + self.poll_interval
+            wake_at = next_poll if settle_deadline is None else min(next_poll, settle_deadline)
+            if wake_at > now:
+                await asyncio.sleep(wake_at - now)
+                continue
+            next_poll = now + seconds_to_next_tick(self.poll_interval)
+            try:
+                head = await poller.branch_head(self._head_max_age)
+                if head != watermark:
+                    try:
+                        commits = await poller.new_commits(watermark, head)
+                    except CommitNotAncestorError as exc:
+                        self.log.error("%s; carrying on from the new head %s without firing", exc, head)
+                        commits = []
+                    previous, watermark = watermark, head
+                    pending = head
+                    if commits:
+                        self.log.info("%d new commit(s) on %s up to %s", len(commits), self._where, head)
+                        yield _event(self.payload(previous, head, commits))
+                        settle_deadline = time.monotonic() + WATERMARK_SETTLE_SECONDS
+                if failures:
+                    self.log.info("lakeFS is reachable again for %s", self._where)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = backoff_seconds(self.poll_interval, failures)
+                level = self.log.warning if isinstance(exc, LakeFSUnavailableError) else self.log.error
+                level("Cannot check %s (attempt %d), retrying in %.0fs: %s", self._where, failures, delay, exc)
+                next_poll = time.monotonic() + delay
+
+
+def trigger_error_class(error_type: str | None) -> type[LakeFSError] | None:
+    """The lakeFS error class named by a trigger error event's ``error_type``, if it is one."""
+    from airflow_mlrepo import exceptions
+
+    candidate = getattr(exceptions, error_type or "", None)
+    if isinstance(candidate, type) and issubclass(candidate, LakeFSError):
+        return candidate
+    return None
+
+
+__all__ = [
+    "DEFAULT_POLL_INTERVAL",
+    "CommitFilter",
+    "LakeFSBranchPoller",
+    "LakeFSCommitEventTrigger",
+    "LakeFSCommitTrigger",
+    "WatermarkStore",
+    "backoff_seconds",
+    "trigger_error_class",
+]
