@@ -24,6 +24,8 @@ with DAG(
     start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
+    # "{{ params.C }}" must reach the container as a number, not the string "1.0".
+    render_template_as_native_obj=True,
     params={
         "model_version": Param("latest", type="string", description="latest, as_of, or a commit id/tag"),
         "C": Param(1.0, type="number", description="inverse regularisation strength"),
