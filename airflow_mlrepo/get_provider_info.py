@@ -85,6 +85,7 @@ def get_provider_info() -> dict[str, Any]:
                 "schemes": ["lakefs"],
                 "handler": "airflow_mlrepo.assets.lakefs.sanitize_uri",
                 "factory": "airflow_mlrepo.assets.lakefs.create_asset",
+                "to_openlineage_converter": "airflow_mlrepo.assets.lakefs.convert_asset_to_openlineage",
             }
         ],
         "plugins": [
@@ -114,6 +115,22 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": None,
                         "default": "mlrepo_lakefs_webhook_secret",
+                    },
+                    "marquez_url": {
+                        "description": 'Base URL of Marquez for the "Marquez run" extra link on training and '
+                        "inference tasks. Empty: no link.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "http://marquez:5000",
+                        "default": "",
+                    },
+                    "marquez_run_link_template": {
+                        "description": 'Format of the "Marquez run" link; fields {marquez_url}, {namespace}, '
+                        "{job} and {run_id} (percent-encoded). Default: the run in Marquez's API.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "{marquez_url}/lineage/job/{namespace}/{job}",
+                        "default": "{marquez_url}/api/v1/jobs/runs/{run_id}",
                     },
                     "webhook_lakefs_conn_id": {
                         "description": "lakeFS connection the receiver uses to check which paths a commit "

@@ -56,4 +56,16 @@ def parse_asset_uri(uri: str) -> LakeFSLocation:
     return LakeFSLocation.parse(uri)
 
 
-__all__ = ["create_asset", "parse_asset_uri", "sanitize_uri"]
+def convert_asset_to_openlineage(asset: Asset, lineage_context: Any) -> Any:
+    """The OpenLineage dataset of a ``lakefs://`` Asset (``to_openlineage_converter`` in the provider info).
+
+    Same identity as the operators' lineage (:mod:`airflow_mlrepo.lineage.naming`): namespace
+    ``lakefs://<repository>``, name ``<branch>/<path>``. An asset on a bare commit id has no branch to
+    name it by and is not converted (``ValueError``; the openlineage provider then skips it).
+    """
+    from airflow_mlrepo.lineage.naming import plain_dataset
+
+    return plain_dataset(parse_asset_uri(asset.uri))
+
+
+__all__ = ["convert_asset_to_openlineage", "create_asset", "parse_asset_uri", "sanitize_uri"]

@@ -35,7 +35,9 @@ from kubernetes.client import models as k8s
 from airflow_mlrepo import contract
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
+from airflow_mlrepo.lineage.ids import task_lineage_ids
 from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.links.marquez import LINEAGE_IDS_XCOM_KEY, MarquezRunLink
 from airflow_mlrepo.local_runner import LocalProcess
 from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
 from airflow_mlrepo.pinning import PinnedInput, check_against_first_attempt, pin_input
@@ -44,6 +46,7 @@ from airflow_mlrepo.provenance import FINGERPRINT, airflow_task_url, build_prove
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 RUNNER_LOCAL = "local"
@@ -104,7 +107,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         "commit_message",
     )
     template_fields_renderers = {**KubernetesPodOperator.template_fields_renderers, "hyperparameters": "json"}
-    operator_extra_links = (LakeFSOutputCommitLink(),)
+    operator_extra_links = (LakeFSOutputCommitLink(), MarquezRunLink())
     output_kind = "output"
     #: Name of the input that is the model (inference), or None.
     model_input: str | None = None
@@ -140,6 +143,9 @@ class LakeFSPodOperator(KubernetesPodOperator):
         self.commit_message = commit_message
         self._contract_env: dict[str, str] | None = None
         self._local_process: LocalProcess | None = None
+        #: What this attempt pinned and produced, for get_openlineage_facets_on_complete/failure.
+        self.pinned_inputs: dict[str, PinnedInput] = {}
+        self.output_commit_id: str | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -221,6 +227,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         plan = self.plan(context)
+        self.remember_plan(context, plan)
         existing = self.find_existing_output(plan)
         if existing is not None:
             self.log.info("Output of this task with these exact inputs already exists: %s; not running again", existing)
@@ -238,12 +245,40 @@ class LakeFSPodOperator(KubernetesPodOperator):
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         """Deferrable Kubernetes mode: the pod finished; publish (or discard) its output."""
         plan = self.plan(context)
+        self.remember_plan(context, plan)
         try:
             super().trigger_reentry(context, event)
         except BaseException:
             self.discard_attempt(plan)
             raise
         return self.publish(context, plan)
+
+    def remember_plan(self, context: Context, plan: AttemptPlan) -> None:
+        """Keep the pins for lineage (also of a failed attempt) and push the ids the Marquez link needs."""
+        self.pinned_inputs = dict(plan.pins)
+        ids = task_lineage_ids(context["ti"])
+        if ids is not None:
+            context["ti"].xcom_push(
+                key=LINEAGE_IDS_XCOM_KEY,
+                value={"namespace": ids.namespace, "job_name": ids.job_name, "run_id": ids.run_id},
+            )
+
+    # ------------------------------------------------------------------ lineage
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage[Any, Any]:
+        from airflow_mlrepo.lineage import operator_lineage
+
+        return operator_lineage.on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        from airflow_mlrepo.lineage import operator_lineage
+
+        return operator_lineage.on_complete(self)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        from airflow_mlrepo.lineage import operator_lineage
+
+        return operator_lineage.on_failure(self)
 
     def find_existing_output(self, plan: AttemptPlan) -> str | None:
         hook = self.lakefs_hook
@@ -411,7 +446,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         dag_run = context.get("dag_run")
         map_index = _map_index(ti)
         base_url = conf.get("api", "base_url", fallback="http://localhost:8080")
-        return build_provenance(
+        metadata = build_provenance(
             output_kind=self.output_kind,
             pins=plan.pins,
             model_input=self.model_input,
@@ -433,6 +468,11 @@ class LakeFSPodOperator(KubernetesPodOperator):
             airflow_url=airflow_task_url(base_url, ti.dag_id, context["run_id"], ti.task_id, map_index),
             openlineage_run_id=_openlineage_run_id(ti),
         )
+        ids = task_lineage_ids(ti)
+        if ids is not None:
+            # the run that wrote this commit, so readers can link to it in Marquez (lineage/marquez.py)
+            metadata.update(ids.commit_metadata())
+        return metadata
 
 
 def _map_index(ti: Any) -> int:

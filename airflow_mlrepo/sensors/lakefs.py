@@ -303,6 +303,7 @@ class LakeFSCommitSensor(BaseSensorOperator):
                 repository=self.repository,
                 ref=self.branch,
             )
+        self.detected_head = window.recorded_head
         self.log.info(
             "Replaying the %d commit(s) an earlier attempt of this run found (head %s)",
             len(window.recorded_commits),
@@ -313,6 +314,7 @@ class LakeFSCommitSensor(BaseSensorOperator):
     def _succeed(
         self, context: Mapping[str, Any], window: CommitWindow, head: str, commits: Sequence[LakeFSCommit]
     ) -> list[dict[str, Any]]:
+        self.detected_head = head
         self._write_record(
             context,
             {
@@ -407,6 +409,12 @@ class LakeFSCommitSensor(BaseSensorOperator):
         commits = [LakeFSCommit.from_dict(item) for item in event.get("commits") or ()]
         window = CommitWindow(baseline=str(event["baseline"]), baseline_rule=self._baseline_rule(context))
         return self._succeed(context, window, str(event["head"]), commits)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage: the watched prefixes (or objects, or the branch) as inputs at the head that had the new commits."""
+        from airflow_mlrepo.lineage.operator_lineage import sensor_on_complete
+
+        return sensor_on_complete(self, getattr(self, "detected_head", None))
 
     def _baseline_rule(self, context: Mapping[str, Any]) -> str:
         return str((self._read_record(context) or {}).get("baseline_rule", ""))

@@ -1,0 +1,228 @@
+"""OpenLineage of the training and inference pod operators (``get_openlineage_facets_on_*``).
+
+The openlineage provider's listener calls the operator's methods, which delegate here:
+
+* **start** (before ``execute``): run facets only (hyperparameters, container image, the requested
+  model policy). Inputs are not pinned yet, and Marquez links a reported input to the dataset's
+  *current* version on arrival, so reporting unpinned datasets would record wrong versions.
+* **complete**: inputs at their pinned commits, the output at the commit ``execute`` merged, each
+  with ``version`` + ``lakefs_commit`` facets (``datasetType`` MODEL on models); the model choice
+  with its resolved commit. ``execute`` records pins and output on the operator instance
+  (``pinned_inputs``, ``output_commit_id``), which is the object the listener hands us.
+* **failure**: the pinned inputs (if pinning got that far), no output: a failed attempt leaves the
+  target branch untouched.
+
+Each input also names the run that wrote its commit (``producedBy``), read from the commit's
+provenance metadata, so the outbox can re-register it in Marquez (:mod:`airflow_mlrepo.lineage.marquez`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from openlineage.client.facet_v2 import RunFacet, execution_parameters_run
+
+from airflow_mlrepo.lineage.facets import (
+    CONTAINER_FACET,
+    MODEL_CHOICE_FACET,
+    LakeFSProducerRun,
+    MlrepoContainerRunFacet,
+    MlrepoModelChoiceRunFacet,
+)
+from airflow_mlrepo.lineage.naming import branch_of, input_dataset, output_dataset, producer_from_metadata
+from airflow_mlrepo.locations import LakeFSLocation, is_commit_id
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from openlineage.client.event_v2 import InputDataset, OutputDataset
+
+    from airflow_mlrepo.hooks.lakefs import LakeFSHook
+    from airflow_mlrepo.operators.pod import LakeFSPodOperator
+    from airflow_mlrepo.pinning import PinnedInput
+
+log = logging.getLogger(__name__)
+
+EXECUTION_PARAMETERS_FACET = "executionParameters"
+#: how an inference operator's ``model_version`` maps to the policy names of the facet
+_POLICY_LATEST = "latest"
+_POLICY_AS_OF = "as_of"
+_POLICY_EXPLICIT = "explicit"
+
+
+def _operator_lineage(**kwargs: Any) -> OperatorLineage[Any, Any]:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    return OperatorLineage(**kwargs)
+
+
+def execution_parameters(hyperparameters: dict[str, Any]) -> execution_parameters_run.ExecutionParametersRunFacet:
+    """Hyperparameters as the standard ``executionParameters`` run facet (values as JSON unless strings)."""
+    parameters = [
+        execution_parameters_run.ExecutionParameter(
+            key=str(key), name=str(key), value=value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        )
+        for key, value in sorted(hyperparameters.items())
+    ]
+    return execution_parameters_run.ExecutionParametersRunFacet(parameters=parameters)
+
+
+def _model_location(operator: LakeFSPodOperator) -> LakeFSLocation | None:
+    model = getattr(operator, "model", None)
+    if not model:
+        return None
+    try:
+        return LakeFSLocation.parse(str(model))
+    except Exception:
+        return None
+
+
+def model_choice(operator: LakeFSPodOperator, pin: PinnedInput | None) -> MlrepoModelChoiceRunFacet | None:
+    """The ``mlrepo_modelChoice`` facet of an inference operator (None for others)."""
+    model = _model_location(operator)
+    if model is None or operator.model_input is None:
+        return None
+    requested = str(getattr(operator, "model_version", None) or _POLICY_LATEST).strip()
+    policy = requested if requested in (_POLICY_LATEST, _POLICY_AS_OF) else _POLICY_EXPLICIT
+    return MlrepoModelChoiceRunFacet(
+        policy=policy,
+        requested=requested,
+        model=model.uri,
+        commitId=pin.commit_id if pin is not None else None,
+        asOf=pin.as_of if pin is not None else None,
+    )
+
+
+def run_facets(operator: LakeFSPodOperator, pins: dict[str, PinnedInput]) -> dict[str, RunFacet]:
+    facets: dict[str, RunFacet] = {}
+    if operator.hyperparameters:
+        facets[EXECUTION_PARAMETERS_FACET] = execution_parameters(operator.hyperparameters)
+    try:
+        runner = operator.effective_runner
+    except Exception:
+        runner = str(operator.runner or "")
+    if operator.image:
+        facets[CONTAINER_FACET] = MlrepoContainerRunFacet(
+            image=str(operator.image), runner=runner, outputKind=operator.output_kind
+        )
+    choice = model_choice(operator, pins.get(operator.model_input) if operator.model_input else None)
+    if choice is not None:
+        facets[MODEL_CHOICE_FACET] = choice
+    return facets
+
+
+def _commit_facts(
+    hook: LakeFSHook | None, repository: str, commit_id: str
+) -> tuple[int | None, LakeFSProducerRun | None]:
+    if hook is None:
+        return None, None
+    try:
+        commit = hook.get_commit(repository, commit_id)
+    except Exception as exc:
+        log.debug("Could not read commit %s of lakeFS repository %s for lineage: %s", commit_id, repository, exc)
+        return None, None
+    return commit.creation_date, producer_from_metadata(commit.metadata)
+
+
+def _lineage_hook(operator: LakeFSPodOperator) -> LakeFSHook | None:
+    """A fresh hook on the settings ``execute`` already read (no connection lookup, no shared pool)."""
+    from airflow_mlrepo.hooks.lakefs import LakeFSHook
+
+    hook = operator.__dict__.get("lakefs_hook")
+    if hook is None or "settings" not in hook.__dict__:
+        return None
+    return LakeFSHook.from_settings(hook.settings, operator.lakefs_conn_id)
+
+
+def input_datasets(operator: LakeFSPodOperator, pins: dict[str, PinnedInput]) -> list[InputDataset]:
+    hook = _lineage_hook(operator)
+    model = _model_location(operator)
+    datasets = []
+    for name, pin in sorted(pins.items()):
+        is_model = name == operator.model_input
+        fallback = model.ref if is_model and model is not None else None
+        source = pin.source
+        if is_model and model is not None and source.ref != model.ref:
+            # an explicit model version (commit id or tag) is still a version of the model branch's dataset
+            source = model
+        try:
+            branch = branch_of(source.ref, fallback)
+        except ValueError:
+            default_branch = _default_branch(hook, source.repository)
+            if default_branch is None:
+                log.warning("Input '%s' (%s) is a bare commit id: not reported to lineage", name, pin.location)
+                continue
+            branch = default_branch
+        commit_time, produced_by = _commit_facts(hook, source.repository, pin.commit_id)
+        datasets.append(
+            input_dataset(
+                source,
+                branch=branch,
+                commit_id=pin.commit_id,
+                model=is_model,
+                pin_rule=pin.rule,
+                as_of=pin.as_of,
+                commit_time=commit_time,
+                produced_by=produced_by,
+            )
+        )
+    return datasets
+
+
+def _default_branch(hook: LakeFSHook | None, repository: str) -> str | None:
+    if hook is None:
+        return None
+    try:
+        return str(hook.client.repositories_api.get_repository(repository).default_branch)
+    except Exception:
+        return None
+
+
+def output_datasets(operator: LakeFSPodOperator) -> list[OutputDataset]:
+    commit_id = getattr(operator, "output_commit_id", None)
+    if not commit_id or not is_commit_id(str(commit_id)):
+        return []
+    target = LakeFSLocation.parse(operator.output_location)
+    return [output_dataset(target, commit_id=str(commit_id), model=operator.output_kind == "model", pin_rule="output")]
+
+
+def _pins(operator: LakeFSPodOperator) -> dict[str, PinnedInput]:
+    return dict(getattr(operator, "pinned_inputs", None) or {})
+
+
+def on_start(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
+    return _operator_lineage(run_facets=run_facets(operator, {}))
+
+
+def on_complete(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
+    pins = _pins(operator)
+    return _operator_lineage(
+        inputs=input_datasets(operator, pins), outputs=output_datasets(operator), run_facets=run_facets(operator, pins)
+    )
+
+
+def on_failure(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
+    pins = _pins(operator)
+    return _operator_lineage(inputs=input_datasets(operator, pins), run_facets=run_facets(operator, pins))
+
+
+def sensor_on_complete(sensor: Any, head: str | None) -> OperatorLineage[Any, Any]:
+    """A ``LakeFSCommitSensor``'s inputs: what it watched, at the branch head that carried the new commits."""
+    paths = list(sensor.prefixes or sensor.objects or [""])
+    inputs = []
+    for path in paths:
+        location = LakeFSLocation(sensor.repository, sensor.branch, str(path).lstrip("/"))
+        inputs.append(input_dataset(location, commit_id=head, pin_rule="detected" if head else None))
+    return _operator_lineage(inputs=inputs)
+
+
+__all__ = [
+    "execution_parameters",
+    "input_datasets",
+    "model_choice",
+    "on_complete",
+    "on_failure",
+    "on_start",
+    "sensor_on_complete",
+]

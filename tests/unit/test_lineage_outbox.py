@@ -1,0 +1,312 @@
+"""The durable outbox transport against a local HTTP receiver that goes down and comes back.
+
+The receiver is a stand-in for Marquez's ``POST /api/v1/lineage`` (a fake boundary, fine in unit
+tests); the real-Marquez outage test is ``tests/integration/test_lineage_marquez.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openlineage.client import OpenLineageClient
+from openlineage.client.event_v2 import InputDataset, Job, Run, RunEvent, RunState
+from openlineage.client.transport import get_default_factory
+
+from airflow_mlrepo.cli import main as mlrepo
+from airflow_mlrepo.lineage import marquez, naming
+from airflow_mlrepo.lineage.facets import LakeFSProducerRun
+from airflow_mlrepo.lineage.outbox import HttpSender, Outbox, OutboxTransport, deliver
+from airflow_mlrepo.locations import LakeFSLocation
+
+COMMIT_A = "a" * 64
+COMMIT_B = "b" * 64
+
+
+class Receiver:
+    """A lineage endpoint on a fixed port that can be stopped and started again."""
+
+    def __init__(self, status: int = 201) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.status = status
+        self.received: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path != "/api/v1/lineage":
+                    self.send_response(404)
+                elif receiver.status < 300:
+                    with receiver.lock:
+                        receiver.received.append(json.loads(body))
+                    self.send_response(receiver.status)
+                else:
+                    self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def run_ids(self) -> list[str]:
+        with self.lock:
+            return [event["run"]["runId"] for event in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+def _event(index: int, inputs: list[InputDataset] | None = None) -> RunEvent:
+    return RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime="2026-11-01T00:00:00+00:00",
+        run=Run(runId=str(uuid.UUID(int=index + 1))),
+        job=Job(namespace="test", name=f"job{index}"),
+        inputs=inputs or [],
+        outputs=[],
+        producer="https://github.com/airflow-mlrepo/airflow-mlrepo",
+    )
+
+
+def _transport(outbox: Path, **options: Any) -> OutboxTransport:
+    return OutboxTransport(OutboxTransport.config_class.from_dict({"outbox_dir": str(outbox), **options}))
+
+
+def _wait_for(condition: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_transport_is_built_by_class_path_from_the_provider_style_config(tmp_path: Path) -> None:
+    transport = get_default_factory().create(
+        {
+            "type": "airflow_mlrepo.lineage.outbox.OutboxTransport",
+            "outbox_dir": str(tmp_path),
+            "http": {"url": "http://marquez:5000"},
+        }
+    )
+    assert isinstance(transport, OutboxTransport)
+    assert transport.outbox.path == tmp_path
+    with pytest.raises(ValueError, match="'http' must be a mapping"):
+        OutboxTransport.config_class.from_dict({"http": {"endpoint": "x"}})
+
+
+def test_emit_keeps_events_on_disk_fast_while_the_endpoint_is_down(tmp_path: Path) -> None:
+    down = Receiver()  # never started: connection refused
+    client = OpenLineageClient(transport=_transport(tmp_path, http={"url": down.url}, deliver_in_background=False))
+    durations = []
+    for index in range(50):
+        started = time.perf_counter()
+        client.emit(_event(index))
+        durations.append(time.perf_counter() - started)
+    outbox = Outbox(tmp_path)
+    assert len(outbox.pending()) == 50
+    assert max(durations) < 0.5, max(durations)
+    stored = [json.loads(entry.read_text())["run"]["runId"] for entry in outbox.pending()]
+    assert stored == [str(uuid.UUID(int=i + 1)) for i in range(50)]
+
+
+def test_delivery_survives_an_outage_in_order_without_loss(tmp_path: Path, receiver: Receiver) -> None:
+    transport = _transport(tmp_path, http={"url": receiver.url}, deliver_in_background=False)
+    outbox = transport.outbox
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+
+    def deliverer() -> None:
+        with outbox.delivery_lock() as acquired:
+            assert acquired
+            result["report"] = deliver(
+                outbox, HttpSender({"url": receiver.url, "timeout": 2}), idle_exit=3600, min_backoff=0.05,
+                max_backoff=0.4, stop=stop, poll_interval=0.02,
+            )  # fmt: skip
+
+    thread = threading.Thread(target=deliverer)
+    thread.start()
+    try:
+        for index in range(10):
+            transport.emit(_event(index))
+        _wait_for(lambda: len(receiver.run_ids()) == 10)
+        receiver.stop()
+        emit_times = []
+        for index in range(10, 40):
+            started = time.perf_counter()
+            transport.emit(_event(index))
+            emit_times.append(time.perf_counter() - started)
+        time.sleep(1.5)  # the endpoint stays down; the deliverer keeps backing off
+        assert len(outbox.pending()) >= 29
+        receiver.start()
+        _wait_for(lambda: not outbox.pending())
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    ids = receiver.run_ids()
+    expected = [str(uuid.UUID(int=i + 1)) for i in range(40)]
+    first_seen = list(dict.fromkeys(ids))
+    assert first_seen == expected  # in order, nothing lost (at least once: a repeat is allowed)
+    assert max(emit_times) < 0.5
+    assert result["report"].failures >= 1
+    assert outbox.read_state()["consecutive_failures"] == 0
+
+
+def test_background_deliverer_process_delivers_and_exits_when_idle(tmp_path: Path, receiver: Receiver) -> None:
+    transport = _transport(tmp_path, http={"url": receiver.url}, idle_exit_seconds=0.5)
+    for index in range(5):
+        transport.emit(_event(index))
+    _wait_for(lambda: len(set(receiver.run_ids())) == 5)
+    assert list(dict.fromkeys(receiver.run_ids())) == [str(uuid.UUID(int=i + 1)) for i in range(5)]
+    _wait_for(lambda: not transport.outbox.deliverer_running(), timeout=30)
+    assert transport.outbox.pending() == []
+    # a later event starts a new deliverer
+    transport.emit(_event(5))
+    _wait_for(lambda: len(set(receiver.run_ids())) == 6)
+
+
+def test_an_event_the_endpoint_rejects_moves_aside_and_the_queue_goes_on(tmp_path: Path, receiver: Receiver) -> None:
+    outbox = Outbox(tmp_path)
+    outbox.append([json.dumps({"run": {"runId": "bad"}})])
+    outbox.append([json.dumps({"run": {"runId": str(uuid.UUID(int=7))}})])
+    calls: list[str] = []
+
+    def send(event: Any) -> None:
+        calls.append(event["run"]["runId"])
+        if event["run"]["runId"] == "bad":
+            from airflow_mlrepo.lineage.outbox import DeliveryError
+
+            raise DeliveryError("HTTP 422", retryable=False)
+
+    with outbox.delivery_lock() as acquired:
+        assert acquired
+        report = deliver(outbox, send)
+    assert calls == ["bad", str(uuid.UUID(int=7))]
+    assert report.rejected_entries == 1
+    assert report.delivered_events == 1
+    assert len(outbox.rejected()) == 1
+    assert outbox.pending() == []
+
+
+def test_registrations_precede_the_reading_event_in_one_entry(tmp_path: Path) -> None:
+    producer = LakeFSProducerRun(
+        runId=str(uuid.UUID(int=99)), jobNamespace="airflow", jobName="dag.train", parentRunId=str(uuid.UUID(int=98)),
+        parentJobName="dag",
+    )  # fmt: skip
+    model = naming.input_dataset(
+        LakeFSLocation.parse("lakefs://iris-models/main/model/"), commit_id=COMMIT_A, model=True, pin_rule="latest",
+        commit_time=1_790_000_000, produced_by=producer,
+    )  # fmt: skip
+    data = naming.input_dataset(
+        LakeFSLocation.parse("lakefs://iris-input/main/batches/"), commit_id=COMMIT_B, pin_rule="as_of"
+    )
+    transport = _transport(tmp_path)
+    entry = transport.emit(_event(1, [model, data]))
+    lines = [json.loads(line) for line in entry.read_text().splitlines()]
+    assert len(lines) == 3
+    model_registration, data_registration, reading = lines
+    # the model is re-registered as an output of the training run that wrote it
+    assert model_registration["run"]["runId"] == producer.runId
+    assert model_registration["job"] == {"namespace": "airflow", "name": "dag.train", "facets": {}}
+    assert model_registration["run"]["facets"]["parent"]["run"]["runId"] == producer.parentRunId
+    assert model_registration["eventType"] == "COMPLETE"
+    assert model_registration["eventTime"] == "2026-09-21T14:13:20+00:00"
+    (registered,) = model_registration["outputs"]
+    assert (registered["namespace"], registered["name"]) == ("lakefs://iris-models", "main/model")
+    assert registered["facets"]["version"]["datasetVersion"] == COMMIT_A
+    assert registered["facets"]["datasetType"]["datasetType"] == "MODEL"
+    assert "pinRule" not in registered["facets"]["lakefs_commit"]
+    # user data: a registration run whose id is fixed by dataset and commit
+    assert data_registration["run"]["runId"] == marquez.registration_run_id(
+        "lakefs://iris-input", "main/batches", COMMIT_B
+    )
+    assert data_registration["job"]["namespace"] == "lakefs://iris-input"
+    assert data_registration["job"]["name"] == "lakefs_commit/main/batches"
+    assert reading["run"]["runId"] == str(uuid.UUID(int=2))
+    assert reading["inputs"][0]["facets"]["lakefs_commit"]["pinRule"] == "latest"
+
+
+def test_registration_ids_are_stable_per_commit_and_differ_between_commits() -> None:
+    first = marquez.registration_run_id("lakefs://iris-input", "main/batches", COMMIT_A)
+    assert first == marquez.registration_run_id("lakefs://iris-input", "main/batches", COMMIT_A)
+    assert first != marquez.registration_run_id("lakefs://iris-input", "main/batches", COMMIT_B)
+    assert first != marquez.registration_run_id("lakefs://iris-input", "main/other", COMMIT_A)
+    uuid.UUID(first)
+
+
+def test_no_registration_without_commit_facets_or_when_turned_off(tmp_path: Path) -> None:
+    plain = InputDataset(namespace="lakefs://iris-input", name="main/batches")
+    assert (
+        marquez.registration_events(json.loads(json.dumps({"run": {}, "inputs": [{"namespace": "n", "name": "x"}]})))
+        == []
+    )
+    transport = _transport(tmp_path, marquez_exact_versions=False)
+    data = naming.input_dataset(LakeFSLocation.parse("lakefs://iris-input/main/b"), commit_id=COMMIT_B)
+    assert len(transport.emit(_event(1, [plain, data])).read_text().splitlines()) == 1
+
+
+def test_cli_status_and_replay_deliver_by_hand(
+    tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    transport = _transport(tmp_path, deliver_in_background=False)
+    for index in range(3):
+        transport.emit(_event(index))
+    assert mlrepo(["lineage", "status", "--outbox", str(tmp_path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["pending_entries"], status["pending_events"], status["deliverer_running"]) == (3, 3, False)
+    assert mlrepo(["lineage", "replay", "--outbox", str(tmp_path), "--url", receiver.url]) == 0
+    assert "delivered 3 events" in capsys.readouterr().out
+    assert receiver.run_ids() == [str(uuid.UUID(int=i + 1)) for i in range(3)]
+    assert Outbox(tmp_path).pending() == []
+
+
+def test_cli_replay_reports_an_endpoint_that_stays_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _transport(tmp_path, deliver_in_background=False).emit(_event(0))
+    down = Receiver()
+    code = mlrepo(["lineage", "replay", "--outbox", str(tmp_path), "--url", down.url, "--give-up-after", "0.5"])
+    assert code == 1
+    assert "1 entries left" in capsys.readouterr().out
+    assert len(Outbox(tmp_path).pending()) == 1
+
+
+def test_outbox_entries_are_private_and_atomic(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "box")
+    entry = outbox.append(['{"a":1}'])
+    assert oct(os.stat(outbox.pending_dir).st_mode & 0o777) == "0o700"
+    assert not [name for name in os.listdir(outbox.pending_dir) if name.startswith(".tmp-")]
+    assert entry.read_text() == '{"a":1}\n'
