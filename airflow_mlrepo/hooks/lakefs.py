@@ -608,8 +608,10 @@ class LakeFSHook(BaseHook):
         binary search over ``<commit>~N`` ref expressions, using the head commit's
         ``generation`` as an upper bound of the history depth: ``ceil(log2(generation + 1)) + 1``
         lakeFS calls. Assumes creation dates do not increase going back along the first-parent
-        chain (true unless commits were created with explicit past dates); lakeFS keeps whole
-        seconds, so a commit made during the second of ``when`` counts as before it.
+        chain (true unless commits were created with explicit past dates), except that the
+        repository's root commit (no parents) is taken as the oldest, so data committed with past
+        dates into a new repository is found; lakeFS keeps whole seconds, so a commit made during
+        the second of ``when`` counts as before it.
         Raises :class:`NoCommitAsOfError` if the branch has no commit at or before ``when``.
         """
         if when.tzinfo is None:
@@ -639,11 +641,13 @@ class LakeFSHook(BaseHook):
         while hi - lo > 1:
             mid = (lo + hi) // 2
             candidate = self._commit_or_none(repository, f"{at_lo.id}~{mid - lo}")
-            if candidate is None or candidate.creation_date <= cutoff:
+            # The repository's root commit ("Repository created") counts as older than everything:
+            # data committed with explicit past dates after creation is then still found.
+            if candidate is None or candidate.creation_date <= cutoff or not candidate.parents:
                 hi, at_hi = mid, candidate
             else:
                 lo, at_lo = mid, candidate
-        if at_hi is None:
+        if at_hi is None or at_hi.creation_date > cutoff:
             raise NoCommitAsOfError(
                 f"Branch '{branch}' of repository '{repository}' has no commit at or before {when.isoformat()}",
                 repository=repository,
@@ -858,10 +862,13 @@ class LakeFSHook(BaseHook):
         *,
         parent_number: int | None = None,
         allow_empty: bool = False,
+        message: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> LakeFSCommit:
         """Revert the changes of commit ``ref`` on ``branch``; return the new head commit.
 
         A merge commit needs ``parent_number`` (1-based: the parent whose side is kept).
+        ``message`` and ``metadata`` replace lakeFS's default message and metadata of the revert commit.
         """
         validate_repository(repository)
         validate_branch(branch)
@@ -879,7 +886,16 @@ class LakeFSHook(BaseHook):
             repository,
             branch,
             RevertCreation.from_dict(
-                {"ref": target.id, "parent_number": parent_number or 0, "allow_empty": allow_empty}
+                {
+                    "ref": target.id,
+                    "parent_number": parent_number or 0,
+                    "allow_empty": allow_empty,
+                    "commit_overrides": (
+                        {"message": message, "metadata": validate_commit_metadata(metadata)}
+                        if message or metadata
+                        else None
+                    ),
+                }
             ),
             repository=repository,
             ref=branch,
