@@ -1,7 +1,7 @@
 """``mlrepo``: the command line of airflow-mlrepo.
 
-One sub-parser per command group (``mlrepo stack ...`` today; ``demo`` and ``provenance`` plug in
-the same way: a ``_add_<group>_commands(groups)`` function that sets ``handler`` defaults).
+One sub-parser per command group (``mlrepo stack ...``, ``mlrepo demo``, ``mlrepo provenance``):
+a ``_add_<group>_commands(groups)`` function that sets ``handler`` defaults.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import logging
 import os
 import shlex
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow_mlrepo import stack
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from airflow_mlrepo.hooks.lakefs import LakeFSHook
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -144,6 +147,146 @@ def _add_stack_commands(groups: argparse._SubParsersAction[argparse.ArgumentPars
     env_parser.set_defaults(handler=_stack_env)
 
 
+def _lakefs_hook_for_cli(conn_id: str) -> LakeFSHook:
+    """The Airflow connection ``conn_id`` when it is defined in the environment, else the local stack's lakeFS."""
+    from airflow_mlrepo.hooks.lakefs import LakeFSConnectionSettings, LakeFSHook
+
+    if (
+        os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+        or not stack.StackSettings.from_environ().stack_env_path.exists()
+    ):
+        return LakeFSHook(conn_id)
+    env = stack.read_env()
+    return LakeFSHook.from_settings(
+        LakeFSConnectionSettings(
+            endpoint=env["LAKEFS_ENDPOINT"],
+            access_key_id=env["LAKEFS_ACCESS_KEY_ID"],
+            secret_access_key=env["LAKEFS_SECRET_ACCESS_KEY"],
+        ),
+        conn_id,
+    )
+
+
+def _configured_airflow_ui() -> str:
+    """``[api] base_url`` of the Airflow configuration, else the stack's running api-server, else the default."""
+    try:
+        env = stack.read_env()
+    except stack.StackError:
+        env = {}
+    from airflow.configuration import conf
+
+    configured = conf.get("api", "base_url", fallback=None)
+    return str(configured or env.get("AIRFLOW_API_URL") or "http://localhost:8080")
+
+
+def _provenance(args: argparse.Namespace) -> int:
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_mlrepo.exceptions import MlRepoError
+    from airflow_mlrepo.provenance_report import Links, render_tree, trace
+
+    try:
+        hook = _lakefs_hook_for_cli(args.conn_id)
+        try:
+            hook.settings  # noqa: B018 - reads the connection now, to report a missing one clearly
+        except AirflowNotFoundException:
+            print(
+                f"mlrepo provenance: error: no Airflow connection '{args.conn_id}' for lakeFS: define it "
+                f"(e.g. AIRFLOW_CONN_{args.conn_id.upper()}) or start the local stack (mlrepo stack up)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        try:
+            marquez = stack.read_env().get("MARQUEZ_URL")
+        except stack.StackError:
+            marquez = None
+        links = Links(
+            lakefs_ui=args.lakefs_ui or hook.settings.browser_url,
+            airflow_ui=args.airflow_url or _configured_airflow_ui(),
+            marquez_api=marquez,
+        )
+        node = trace(hook, args.location, links=links)
+    except MlRepoError as err:
+        print(f"mlrepo provenance: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(node.to_dict(), indent=2))
+    else:
+        from rich.console import Console
+
+        Console(width=None if sys.stdout.isatty() else 240).print(render_tree(node))
+    return EXIT_OK
+
+
+def _add_provenance_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = groups.add_parser(
+        "provenance",
+        help="the chain of commits, code and Airflow runs behind a model, prediction or commit",
+        description=(
+            "Walk an output back to the model commit, training-data commit, input commits, container "
+            "image and Airflow run that produced it. LOCATION is lakefs://repo/ref/path (an object or "
+            "prefix) or lakefs://repo/ref (a commit)."
+        ),
+    )
+    parser.add_argument("location", metavar="LOCATION", help="lakefs://repo/ref[/path]")
+    parser.add_argument("--json", action="store_true", help="print the tree as JSON")
+    parser.add_argument(
+        "--conn-id",
+        default="lakefs_default",
+        help="Airflow connection of lakeFS (default lakefs_default; without it in the environment, the local stack)",
+    )
+    parser.add_argument(
+        "--airflow-url", default=None, help="Airflow UI base URL for run links (default: [api] base_url)"
+    )
+    parser.add_argument("--lakefs-ui", default=None, help="lakeFS UI base URL for commit links (default: the endpoint)")
+    parser.set_defaults(handler=_provenance)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from airflow_mlrepo import demo
+    from airflow_mlrepo.exceptions import MlRepoError
+
+    try:
+        current = stack.up([stack.LAKEFS])
+        if not current[stack.LAKEFS].is_up:
+            print(f"mlrepo demo: error: lakeFS is not up: {current[stack.LAKEFS].detail}", file=sys.stderr)
+            return EXIT_FAILED
+        env = stack.read_env()
+        settings = demo.DemoSettings.from_stack(
+            env, home=args.home, dags_source=args.dags, airflow_ui=args.airflow_url, repository_suffix=args.suffix
+        )
+        demo.main_entry(env, settings)
+    except MlRepoError as err:
+        print(f"mlrepo demo: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _add_demo_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = groups.add_parser(
+        "demo",
+        help="run the iris workflow end to end on the local stack and show its provenance",
+        description=(
+            "Create the iris repositories in the local lakeFS, seed simulated days of data, train and "
+            "predict through Airflow (airflow dags test, local runner), retrain on new data, backtest an "
+            "old run with the new model, and print the provenance of the newest prediction. Safe to run again."
+        ),
+    )
+    parser.add_argument("--home", type=Path, default=None, help="demo state dir (default $MLREPO_HOME/demo)")
+    parser.add_argument(
+        "--dags", type=Path, default=None, help="folder with the example DAGs (default: the checkout's dags/)"
+    )
+    parser.add_argument("--airflow-url", default=None, help="Airflow UI base URL recorded in provenance links")
+    parser.add_argument("--suffix", default="", help=argparse.SUPPRESS)  # tests: iris-train-<suffix>, ...
+    parser.set_defaults(handler=_demo)
+
+
+def _add_lineage_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from airflow_mlrepo.lineage.commands import add_lineage_commands
+
+    add_lineage_commands(groups)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlrepo", description="airflow-mlrepo: reproducible ML pipelines on Airflow + lakeFS."
@@ -151,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
     groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
     _add_stack_commands(groups)
+    _add_demo_commands(groups)
+    _add_provenance_commands(groups)
+    _add_lineage_commands(groups)
     return parser
 
 
@@ -161,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="mlrepo: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # Airflow's own info lines (config file, timezone) are noise here
+        logging.getLogger("airflow").setLevel(logging.WARNING)
     try:
         exit_code: int = args.handler(args)
     except BrokenPipeError:  # e.g. `mlrepo stack status | head -1`

@@ -109,6 +109,16 @@ class CommitDetectionError(MlRepoError):
     """A commit trigger reported an error event the sensor cannot map to a more specific lakeFS error."""
 
 
+class NoProvenanceError(MlRepoError):
+    """An object or commit carries no airflow-mlrepo provenance (it was not written by an mlrepo task)."""
+
+    def __init__(self, message: str, *, repository: str, ref: str, path: str = "") -> None:
+        super().__init__(message)
+        self.repository = repository
+        self.ref = ref
+        self.path = path
+
+
 _STATUS_TO_ERROR: dict[int, type[LakeFSError]] = {
     400: LakeFSBadInputError,
     401: LakeFSAuthError,

@@ -1,0 +1,740 @@
+"""``mlrepo demo``: the whole workflow on the local stack, in about a minute and a half.
+
+What it does, in order (each step prints what it did and how long it took):
+
+1. reuses (or starts) lakeFS of the local stack (:mod:`airflow_mlrepo.stack`);
+2. (re)creates the demo repositories ``iris-train``, ``iris-input``, ``iris-models`` and
+   ``iris-predictions`` (the ones ``dags/iris_daily.py`` reads and writes), so it can run again and
+   again;
+3. seeds two simulated days of data: each day one training slice and one inference batch, each a
+   lakeFS commit dated on its day (lakeFS ``CommitCreation.date``);
+4. prepares an Airflow home of its own (SQLite, migrated once and copied after that; the runner is
+   ``local``, so the DAG's container commands run as local processes);
+5. runs the example DAG with the real ``airflow dags test`` for each day: train on the training data
+   as of that day, predict that day's input with the newest model;
+6. commits new training data (day 3) and runs the next day: a new model is trained from it;
+7. clears the first day's run and runs its ``predict`` task again (``train`` is marked done): the
+   old input is predicted with the new model, a backtest;
+8. prints the provenance of the newest prediction (:mod:`airflow_mlrepo.provenance_report`), checks
+   it against the commits the demo created, and prints where to look.
+
+Lineage: when Marquez runs (``MARQUEZ_URL`` in ``stack.env``), OpenLineage events go to it over
+HTTP; otherwise they go to a local JSON-lines file and the demo says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_mlrepo.exceptions import MlRepoError, StackError
+from airflow_mlrepo.hooks.lakefs import LakeFSConnectionSettings, LakeFSHook
+from airflow_mlrepo.provenance_report import Links, ProvenanceNode, trace
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from airflow_mlrepo.hooks.lakefs import LakeFSCommit
+
+#: The example DAGs the demo runs (``dags/<dag_id>.py``); they name their repositories
+#: ``<prefix>-train``, ``-input``, ``-models``, ``-predictions`` with the prefix from ``$MLREPO_IRIS_REPO_PREFIX``.
+TRAINING_DAG = "iris_training"
+INFERENCE_DAG = "iris_inference"
+DAG_IDS = (TRAINING_DAG, INFERENCE_DAG)
+REPO_PREFIX_VARIABLE = "MLREPO_IRIS_REPO_PREFIX"
+DEFAULT_REPO_PREFIX = "iris"
+ROLES = ("train", "input", "models", "predictions")
+PREDICTIONS_PATH = "predictions/"
+TRAINING_PATH = "data/"
+INPUT_PATH = "batches/"
+TRAINING_PARTS = 3
+INPUT_PARTS = 5
+STEPS = 7
+#: A run's output must finish within this many seconds.
+RUN_TIMEOUT = 600.0
+STARTUP_TIMEOUT = 300.0
+MIGRATE_TIMEOUT = 600.0
+
+
+class DemoError(MlRepoError):
+    """A demo step failed; the message says which, and where its full log is."""
+
+
+def repository_root() -> Path:
+    """The source checkout this package runs from (``dags/`` lives there)."""
+    return Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Where the demo keeps its files and what it names things."""
+
+    home: Path
+    dags_source: Path
+    #: Added to the repository prefix (``iris-<suffix>-train``): lets tests run beside a user's demo.
+    repository_suffix: str = ""
+    airflow_ui: str | None = None
+
+    @classmethod
+    def from_stack(cls, env: Mapping[str, str], **overrides: Any) -> DemoSettings:
+        state = Path(env.get("MLREPO_HOME") or Path.home() / ".local/share/airflow-mlrepo")
+        return cls(
+            home=overrides.pop("home", None) or state / "demo",
+            dags_source=overrides.pop("dags_source", None) or repository_root() / "dags",
+            airflow_ui=overrides.pop("airflow_ui", None),
+            **overrides,
+        )
+
+    @property
+    def repository_prefix(self) -> str:
+        if self.repository_suffix:
+            return f"{DEFAULT_REPO_PREFIX}-{self.repository_suffix}"
+        return DEFAULT_REPO_PREFIX
+
+    def repository(self, role: str) -> str:
+        return f"{self.repository_prefix}-{role}"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def dags_folder(self) -> Path:
+        return self.home / "dags"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def lineage_file(self) -> Path:
+        return self.home / "lineage" / "openlineage.jsonl"
+
+    @property
+    def lineage_outbox(self) -> Path:
+        return self.home / "lineage" / "outbox"
+
+
+@dataclass(frozen=True)
+class DagRunOutcome:
+    """One ``airflow dags test`` of an example DAG and the head it left on its output branch."""
+
+    dag_id: str
+    logical_date: datetime
+    seconds: float
+    output_commit: str
+    run_id: str
+    run_after: str
+
+
+@dataclass
+class DemoResult:
+    """Everything the demo created, for its closing report and for tests."""
+
+    repositories: dict[str, str]
+    training_commits: list[str] = field(default_factory=list)
+    input_commits: list[str] = field(default_factory=list)
+    trainings: list[DagRunOutcome] = field(default_factory=list)
+    inferences: list[DagRunOutcome] = field(default_factory=list)
+    backtest: DagRunOutcome | None = None
+    provenance: ProvenanceNode | None = None
+    newest_prediction: str = ""
+    lineage: str = ""
+    urls: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Progress:
+    """Numbered step lines; a live spinner with elapsed time for long steps on a terminal."""
+
+    def __init__(self, total: int, out: Callable[[str], None] | None = None) -> None:
+        from rich.console import Console
+
+        self.total = total
+        self.step = 0
+        self.console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+        self._out = out
+
+    def say(self, text: str) -> None:
+        if self._out is not None:
+            self._out(text)
+        else:
+            self.console.print(text, markup=False, soft_wrap=True)
+
+    def begin(self, title: str) -> None:
+        self.step += 1
+        self.say(f"[{self.step}/{self.total}] {title}")
+
+    def detail(self, text: str) -> None:
+        self.say(f"      {text}")
+
+    def run_long(self, label: str, fn: Callable[[], Any]) -> tuple[Any, float]:
+        started = time.monotonic()
+        if self._out is None and self.console.is_terminal:
+            with self.console.status(f"      {label} ...") as status:
+                import threading
+
+                done = threading.Event()
+
+                def tick() -> None:
+                    while not done.wait(1.0):
+                        status.update(f"      {label} ... {time.monotonic() - started:.0f}s")
+
+                ticker = threading.Thread(target=tick, daemon=True)
+                ticker.start()
+                try:
+                    value = fn()
+                finally:
+                    done.set()
+        else:
+            self.say(f"      {label} ...")
+            value = fn()
+        return value, time.monotonic() - started
+
+
+# ---------------------------------------------------------------- lakeFS side
+
+
+def lakefs_hook(env: Mapping[str, str]) -> LakeFSHook:
+    """A hook on the stack's lakeFS, from ``stack.env`` (no Airflow connection lookup)."""
+    settings = LakeFSConnectionSettings(
+        endpoint=env["LAKEFS_ENDPOINT"],
+        access_key_id=env["LAKEFS_ACCESS_KEY_ID"],
+        secret_access_key=env["LAKEFS_SECRET_ACCESS_KEY"],
+    )
+    return LakeFSHook.from_settings(settings)
+
+
+def recreate_repositories(hook: LakeFSHook, settings: DemoSettings) -> dict[str, str]:
+    """Delete and create the demo repositories (a new storage namespace each time: lakeFS refuses to
+    reuse one that held a repository)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    names: dict[str, str] = {}
+    for role in ROLES:
+        name = settings.repository(role)
+        hook.delete_repository(name, missing_ok=True)
+        # exist_ok: a create that lakeFS carried out but whose answer was lost (a lakeFS restart) and
+        # that the client sent again must not fail the demo; nobody else creates these names.
+        hook.create_repository(name, f"local://mlrepo-demo/{name}-{stamp}", exist_ok=True)
+        names[role] = name
+    return names
+
+
+def simulated_days(now: datetime, count: int) -> list[datetime]:
+    """Midnights (UTC) of the ``count`` days before today, oldest first."""
+    today = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return [today - timedelta(days=count - i) for i in range(count)]
+
+
+def seed_day(hook: LakeFSHook, names: Mapping[str, str], day: datetime, part: int) -> tuple[LakeFSCommit, LakeFSCommit]:
+    """One simulated day: training slice ``part`` at 08:00 and inference batch ``part`` at 09:00."""
+    from mlrepo_iris import seed
+
+    train_path = f"{TRAINING_PATH}{seed.object_name(part)}"
+    hook.upload_object(names["train"], "main", train_path, seed.training_csv(part, TRAINING_PARTS))
+    train = hook.commit(
+        names["train"],
+        "main",
+        f"iris training data, part {part} of {TRAINING_PARTS}",
+        {"mlrepo_demo.day": day.date().isoformat()},
+        date=int((day + timedelta(hours=8)).timestamp()),
+    )
+    batch_path = f"{INPUT_PATH}batch-{day.date().isoformat()}.csv"
+    hook.upload_object(names["input"], "main", batch_path, seed.inference_csv(part, INPUT_PARTS))
+    batch = hook.commit(
+        names["input"],
+        "main",
+        f"inference batch of {day.date().isoformat()}",
+        {"mlrepo_demo.day": day.date().isoformat()},
+        date=int((day + timedelta(hours=9)).timestamp()),
+    )
+    return train, batch
+
+
+# ---------------------------------------------------------------- Airflow side
+
+
+def install_dags(settings: DemoSettings) -> list[Path]:
+    """Copy the two example DAGs (only them: less to parse per run) into the demo's DAGs folder."""
+    if settings.dags_folder.exists():
+        shutil.rmtree(settings.dags_folder)
+    settings.dags_folder.mkdir(parents=True)
+    copied = []
+    for dag_id in DAG_IDS:
+        source = settings.dags_source / f"{dag_id}.py"
+        if not source.is_file():
+            raise DemoError(f"The example DAG {source} is missing: run the demo from a source checkout or pass --dags")
+        copied.append(Path(shutil.copy2(source, settings.dags_folder / source.name)))
+    return copied
+
+
+def airflow_environment(settings: DemoSettings, stack_env: Mapping[str, str]) -> dict[str, str]:
+    """The demo's Airflow: its own home and SQLite DB, local runner, lakeFS connection, lineage target."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(settings.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{settings.airflow_home / 'airflow.db'}",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__MLREPO__RUNNER": "local",
+            "AIRFLOW__API__BASE_URL": settings.airflow_ui or "http://localhost:8080",
+            "AIRFLOW_CONN_LAKEFS_DEFAULT": stack_env["AIRFLOW_CONN_LAKEFS_DEFAULT"],
+            REPO_PREFIX_VARIABLE: settings.repository_prefix,
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": "mlrepo-demo",
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(lineage_transport(settings, stack_env)),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+OUTBOX_TRANSPORT = "airflow_mlrepo.lineage.outbox.OutboxTransport"
+
+
+def outbox_transport_available() -> bool:
+    """Whether the provider's durable outbox transport (:mod:`airflow_mlrepo.lineage.outbox`) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("airflow_mlrepo.lineage.outbox") is not None
+
+
+def lineage_transport(settings: DemoSettings, stack_env: Mapping[str, str]) -> dict[str, Any]:
+    """OpenLineage events go to the on-disk outbox, delivered to Marquez when it runs; without the
+    outbox module, straight to Marquez over HTTP, or to a JSON-lines file when Marquez is not running."""
+    marquez = stack_env.get("MARQUEZ_URL")
+    http = {"url": marquez, "endpoint": "api/v1/lineage"} if marquez else None
+    if outbox_transport_available():
+        transport: dict[str, Any] = {"type": OUTBOX_TRANSPORT, "outbox_dir": str(settings.lineage_outbox)}
+        if http:
+            transport["http"] = http
+        return transport
+    if http:
+        return {"type": "http", **http}
+    return {"type": "file", "log_file_path": str(settings.lineage_file), "append": True}
+
+
+def airflow_executable() -> str:
+    from airflow_mlrepo.stack.airflow_db import airflow_executable as find
+
+    try:
+        return find()
+    except StackError as exc:
+        raise DemoError(str(exc)) from exc
+
+
+def _airflow_version() -> str:
+    from airflow_mlrepo.stack.airflow_db import airflow_version
+
+    return airflow_version()
+
+
+def prepare_airflow_home(settings: DemoSettings, env: Mapping[str, str]) -> str:
+    """A freshly migrated SQLite metadata DB: migrated once into a template, copied for each demo.
+
+    A fresh DB per demo keeps runs of an earlier demo (pinned to commits of repositories that no
+    longer exist) from being mistaken for the same runs.
+    """
+    home = settings.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    template = settings.home / "airflow-template.db"
+    marker = settings.home / "airflow-template.version"
+    version = _airflow_version()
+    reused = template.exists() and marker.exists() and marker.read_text().strip() == version
+    if not reused:
+        template.unlink(missing_ok=True)
+        scratch = settings.home / "airflow-template"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        migrate_env = {
+            **env,
+            "AIRFLOW_HOME": str(scratch),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{scratch / 'airflow.db'}",
+        }
+        log_file = settings.logs / "airflow-db-migrate.log"
+        _run_logged([airflow_executable(), "db", "migrate"], migrate_env, log_file, MIGRATE_TIMEOUT)
+        shutil.copy2(scratch / "airflow.db", template)
+        shutil.rmtree(scratch, ignore_errors=True)
+        marker.write_text(version)
+    for stale in home.glob("airflow.db*"):
+        stale.unlink()
+    shutil.copy2(template, home / "airflow.db")
+    return "reused the migrated template" if reused else "migrated a new template"
+
+
+def _run_logged(command: Sequence[str], env: Mapping[str, str], log_file: Path, timeout: float) -> str:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as handle:
+        handle.write(f"$ {' '.join(command)}\n")
+        handle.flush()
+        try:
+            result = subprocess.run(
+                list(command),
+                env=dict(env),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise DemoError(f"`{' '.join(command)}` did not finish in {timeout:.0f}s; log: {log_file}") from exc
+    output = log_file.read_text(errors="replace")
+    if result.returncode != 0:
+        tail = "\n".join(output.splitlines()[-25:])
+        raise DemoError(f"`{' '.join(command)}` failed (exit {result.returncode}); log: {log_file}\n{tail}")
+    return output
+
+
+class DemoAirflow:
+    """One Airflow process (:mod:`airflow_mlrepo.demo_worker`) that runs the demo's DAG runs in turn."""
+
+    def __init__(self, settings: DemoSettings, env: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.env = dict(env)
+        self.log_file = settings.logs / "airflow.log"
+        self._process: subprocess.Popen[str] | None = None
+        self._log: IO[str] | None = None
+
+    def __enter__(self) -> DemoAirflow:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_file.open("w")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "airflow_mlrepo.demo_worker"],
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        try:
+            self._read_answer(STARTUP_TIMEOUT, "parse the example DAGs")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        process = self._process
+        if process is not None:
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def _read_answer(self, timeout: float, doing: str) -> dict[str, Any]:
+        process = self._process
+        if process is None or process.stdout is None:
+            raise DemoError(f"Airflow is not running; cannot {doing}")
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                raise DemoError(f"Airflow did not {doing} within {timeout:.0f}s; log: {self.log_file}")
+        line = process.stdout.readline()
+        if not line:
+            raise DemoError(
+                f"Airflow exited (code {process.poll()}) while trying to {doing}; log: {self.log_file}\n{self._tail()}"
+            )
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise DemoError(f"Airflow could not {doing}: {answer['error']}; log: {self.log_file}\n{self._tail()}")
+        return answer
+
+    def run(self, dag_id: str, logical_date: datetime, run_after: str | None = None) -> dict[str, Any]:
+        """Run ``dag_id`` for ``logical_date``; with an earlier run's ``run_after``, that run again
+        (same run id). Raise unless it succeeded."""
+        process = self._process
+        if process is None or process.stdin is None:
+            raise DemoError(f"Airflow is not running; cannot run {dag_id}")
+        request = {"dag_id": dag_id, "logical_date": logical_date.isoformat(), "run_after": run_after}
+        process.stdin.write(json.dumps(request) + "\n")
+        process.stdin.flush()
+        answer = self._read_answer(RUN_TIMEOUT, f"run {dag_id} for {logical_date.isoformat()}")
+        if answer.get("state") != "success":
+            raise DemoError(
+                f"DAG {dag_id} for {logical_date.isoformat()} ended in state {answer.get('state')}; "
+                f"log: {self.log_file}\n{self._tail()}"
+            )
+        return answer
+
+
+# ---------------------------------------------------------------- the demo
+
+
+def _short(commit_id: str) -> str:
+    return commit_id[:12]
+
+
+def lakefs_ui_built(endpoint: str) -> bool:
+    """Whether this lakeFS serves its web UI (a build from the Go module without npm serves a stub)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{endpoint.rstrip('/')}/", timeout=5) as response:
+            return b"UI Not Built" not in response.read(20000)
+    except OSError:
+        return False
+
+
+def count_lineage_events(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open() as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def run_demo(
+    stack_env: Mapping[str, str],
+    settings: DemoSettings,
+    *,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> DemoResult:
+    """Run the whole demo against the running stack described by ``stack_env``."""
+    started = time.monotonic()
+    progress = progress or Progress(total=STEPS)
+    now = now or datetime.now(timezone.utc)
+    hook = lakefs_hook(stack_env)
+    endpoint = stack_env["LAKEFS_ENDPOINT"]
+    for folder in (settings.home, settings.logs, settings.lineage_file.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    settings.lineage_file.unlink(missing_ok=True)
+    shutil.rmtree(settings.lineage_outbox, ignore_errors=True)
+
+    progress.begin(f"lakeFS {hook.server_version()} at {endpoint}")
+    names = recreate_repositories(hook, settings)
+    progress.detail("repositories (re)created: " + ", ".join(names.values()))
+    result = DemoResult(repositories=dict(names))
+
+    progress.begin("seed two simulated days of data (lakeFS commits dated on their day)")
+    day1, day2, _ = simulated_days(now, 3)
+    _seed(result, progress, hook, day1, 1)
+    _seed(result, progress, hook, day2, 2)
+
+    env = airflow_environment(settings, stack_env)
+    install_dags(settings)
+    how = prepare_airflow_home(settings, env)
+    progress.begin(f"Airflow: home {settings.airflow_home} (SQLite, {how}), runner=local")
+    with ExitStack() as cleanup:
+        airflow, seconds = progress.run_long(
+            f"parsing {', '.join(DAG_IDS)}", lambda: cleanup.enter_context(DemoAirflow(settings, env))
+        )
+        progress.detail(f"ready in {seconds:.1f}s; Airflow's log: {settings.logs / 'airflow.log'}")
+        _run_workflow(result, progress, hook, airflow, now)
+
+    progress.begin("provenance of the newest prediction")
+    newest = f"lakefs://{names['predictions']}/main/{PREDICTIONS_PATH}predictions.csv"
+    links = Links(
+        lakefs_ui=endpoint,
+        airflow_ui=settings.airflow_ui or "http://localhost:8080",
+        marquez_api=stack_env.get("MARQUEZ_URL"),
+    )
+    result.provenance = trace(hook, newest, links=links)
+    result.newest_prediction = newest
+    check_provenance(result)
+    result.lineage = describe_lineage(settings, stack_env)
+    result.urls = closing_urls(settings, stack_env, names, result.provenance, ui_built=lakefs_ui_built(endpoint))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _seed(result: DemoResult, progress: Progress, hook: LakeFSHook, day: datetime, part: int) -> None:
+    names = result.repositories
+    train, batch = seed_day(hook, names, day, part)
+    result.training_commits.append(train.id)
+    result.input_commits.append(batch.id)
+    progress.detail(
+        f"{day.date()}: training part {part} → lakefs://{names['train']}/{_short(train.id)}   "
+        f"input batch → lakefs://{names['input']}/{_short(batch.id)}"
+    )
+
+
+def _run_workflow(
+    result: DemoResult, progress: Progress, hook: LakeFSHook, airflow: DemoAirflow, now: datetime
+) -> None:
+    """Train + predict → new data → retrain + predict → clear the first prediction run."""
+    names = result.repositories
+    _, _, day3 = simulated_days(now, 3)
+    today = day3 + timedelta(days=1)
+
+    def run(
+        dag_id: str, logical_date: datetime, what: str, output_role: str, run_after: str | None = None
+    ) -> DagRunOutcome:
+        answer, seconds = progress.run_long(
+            f"{dag_id} for {logical_date.isoformat()}: {what}", lambda: airflow.run(dag_id, logical_date, run_after)
+        )
+        outcome = DagRunOutcome(
+            dag_id=dag_id,
+            logical_date=logical_date,
+            seconds=seconds,
+            output_commit=hook.get_branch_head(names[output_role], "main"),
+            run_id=str(answer.get("run_id", "")),
+            run_after=str(answer.get("run_after", "")),
+        )
+        progress.detail(f"success in {seconds:.1f}s → lakefs://{names[output_role]}/{_short(outcome.output_commit)}")
+        return outcome
+
+    def train_and_predict(logical_date: datetime) -> None:
+        result.trainings.append(run(TRAINING_DAG, logical_date, "train on the data as of this time", "models"))
+        result.inferences.append(
+            run(INFERENCE_DAG, logical_date, "predict the input as of this time, newest model", "predictions")
+        )
+
+    progress.begin(f"train and predict through Airflow, as of {day3.date()} 00:00")
+    train_and_predict(day3)
+
+    progress.begin("new training data and input arrive: retrain, predict")
+    _seed(result, progress, hook, day3, 3)
+    progress.detail(
+        "(deployed, these commits start the DAGs by themselves: the DAGs' asset watchers, a "
+        "LakeFSCommitSensor or the lakeFS webhook; see docs/how-to/start-on-new-commits.md)"
+    )
+    train_and_predict(today)
+
+    first = result.inferences[0]
+    progress.begin(f"backtest: clear the {first.logical_date.date()} inference run; it predicts again")
+    progress.detail(f"run {first.run_id} again: same run id and logical date, so the same pinned input")
+    result.backtest = run(
+        INFERENCE_DAG,
+        first.logical_date,
+        "model_version=latest: today's model",
+        "predictions",
+        run_after=first.run_after,
+    )
+
+
+def check_provenance(result: DemoResult) -> None:
+    """The closing provenance must name exactly the commits this demo created."""
+    node = result.provenance
+    if node is None or result.backtest is None:
+        raise DemoError("The demo has no closing provenance to check")
+    expected = {
+        "predictions": result.backtest.output_commit,
+        "model": result.trainings[-1].output_commit,
+        "training_data": result.training_commits[-1],
+        "input_data": result.input_commits[1],
+    }
+    found = {role: getattr(node.find(role), "commit_id", None) for role in expected}
+    wrong = {role: (found[role], commit) for role, commit in expected.items() if found[role] != commit}
+    if wrong:
+        details = "; ".join(
+            f"{role}: provenance says {got}, the demo made {want}" for role, (got, want) in wrong.items()
+        )
+        raise DemoError(f"The provenance of {result.newest_prediction} does not match the demo's commits: {details}")
+
+
+def describe_lineage(settings: DemoSettings, stack_env: Mapping[str, str]) -> str:
+    transport = lineage_transport(settings, stack_env)
+    marquez = stack_env.get("MARQUEZ_URL")
+    if marquez:
+        return f"OpenLineage events went to Marquez at {marquez}" + (
+            f" (through the outbox {settings.lineage_outbox})" if transport["type"] == OUTBOX_TRANSPORT else ""
+        )
+    reason = stack_env.get("MARQUEZ_STATUS", "not running").split("(")[0].strip()
+    if transport["type"] == OUTBOX_TRANSPORT:
+        from airflow_mlrepo.lineage.outbox import Outbox
+
+        events = Outbox(settings.lineage_outbox).status()["pending_events"]
+        return (
+            f"Marquez is not running here ({reason}): {events} OpenLineage events are kept in the outbox "
+            f"{settings.lineage_outbox}; deliver them to a Marquez later with "
+            f"`mlrepo lineage replay --outbox {settings.lineage_outbox} --url http://<marquez>:5000`"
+        )
+    events = count_lineage_events(settings.lineage_file)
+    return (
+        f"Marquez is not running here ({reason}), so OpenLineage events went to a local file instead: "
+        f"{settings.lineage_file} ({events} events)"
+    )
+
+
+def closing_urls(
+    settings: DemoSettings,
+    stack_env: Mapping[str, str],
+    names: Mapping[str, str],
+    node: ProvenanceNode,
+    *,
+    ui_built: bool,
+) -> dict[str, str]:
+    endpoint = stack_env["LAKEFS_ENDPOINT"].rstrip("/")
+    urls = {
+        "lakeFS UI: newest prediction commit": node.commit_url,
+        "lakeFS API: its metadata": f"{endpoint}/api/v1/repositories/{names['predictions']}/commits/{node.commit_id}",
+    }
+    if not ui_built:
+        urls["lakeFS UI note"] = (
+            "this lakeFS was built from its Go module without the web UI; the API above works "
+            '(credentials: eval "$(mlrepo stack env)"; curl -u $LAKEFS_ACCESS_KEY_ID:$LAKEFS_SECRET_ACCESS_KEY ...)'
+        )
+    if stack_env.get("MARQUEZ_URL"):
+        urls["Marquez API"] = f"{stack_env['MARQUEZ_URL'].rstrip('/')}/api/v1/namespaces/mlrepo-demo/jobs"
+    database = settings.airflow_home / "airflow.db"
+    if settings.airflow_ui:
+        urls["Airflow UI (--airflow-url)"] = settings.airflow_ui
+    urls["Airflow runs of this demo"] = (
+        f"recorded in its own metadata DB, {database} (AIRFLOW_HOME={settings.airflow_home})"
+    )
+    urls["Airflow and task logs"] = str(settings.logs / "airflow.log")
+    return urls
+
+
+def iter_report(result: DemoResult) -> Iterator[str]:
+    """The closing lines (without the tree)."""
+    if result.backtest is None:
+        return
+    first_model = result.trainings[0].output_commit
+    yield (
+        f"backtest: the {result.backtest.logical_date.date()} predictions were made with model {_short(first_model)}; "
+        f"after the clear, with model {_short(result.trainings[-1].output_commit)} "
+        f"(same pinned input commit {_short(result.input_commits[1])})"
+    )
+    yield "the provenance above matches the lakeFS commits this demo created ✓"
+    yield result.lineage
+    for name, url in result.urls.items():
+        yield f"{name}: {url}"
+    yield f"demo finished in {result.seconds:.0f}s; run it again any time (it recreates its repositories)"
+
+
+def print_result(result: DemoResult, progress: Progress) -> None:
+    from airflow_mlrepo.provenance_report import render_tree
+
+    assert result.provenance is not None
+    if progress._out is None:
+        progress.console.print(render_tree(result.provenance))
+    else:
+        from airflow_mlrepo.provenance_report import render_text
+
+        progress.say(render_text(result.provenance))
+    for line in iter_report(result):
+        progress.say(line)
+
+
+def main_entry(stack_env: Mapping[str, str], settings: DemoSettings) -> DemoResult:
+    progress = Progress(total=STEPS)
+    progress.say("mlrepo demo: iris on Airflow + lakeFS, Pachyderm style (local runner, no Kubernetes)")
+    result = run_demo(stack_env, settings, progress=progress)
+    print_result(result, progress)
+    sys.stdout.flush()
+    return result

@@ -1,0 +1,434 @@
+"""``mlrepo provenance``: walk an output back to the commits, code and Airflow run that produced it.
+
+Starting from a prediction or model object, a prefix or a commit (``lakefs://repo/ref/path``), the
+report finds the commit that last wrote it and reads the provenance metadata the operators put
+there (:mod:`airflow_mlrepo.provenance`). Every pinned input is followed to its commit: a model
+commit carries provenance of its own (its training-data commit, its run), a plain data commit is a
+leaf. The result is a :class:`ProvenanceNode` tree, rendered with ``rich`` or as JSON.
+
+Nothing here writes to lakeFS; an object whose last commit carries no ``mlrepo.*`` metadata
+raises :class:`~airflow_mlrepo.exceptions.NoProvenanceError`.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlrepo.exceptions import (
+    InvalidLakeFSLocationError,
+    LakeFSNotFoundError,
+    MlRepoError,
+    NoProvenanceError,
+)
+from airflow_mlrepo.locations import LakeFSLocation
+from airflow_mlrepo.provenance import LAKEFS_AIRFLOW
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from rich.tree import Tree
+
+    from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
+
+#: Metadata key present on every output commit an mlrepo task wrote.
+FORMAT_KEY = "mlrepo.format"
+#: How deep a chain is followed (model → training data → ...); guards against cycles in bad metadata.
+MAX_DEPTH = 16
+#: How far back along the ref's first-parent history the merge of an output commit is looked for.
+FIRST_PARENT_LOOKBACK = 1000
+KIND_OUTPUT = "output"
+KIND_DATA = "data"
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where the report's links point: the lakeFS UI, the Airflow UI, the Marquez API (all optional)."""
+
+    lakefs_ui: str
+    airflow_ui: str | None = None
+    marquez_api: str | None = None
+
+    def commit(self, repository: str, commit_id: str) -> str:
+        return f"{self.lakefs_ui.rstrip('/')}/repositories/{repository}/commits/{commit_id}"
+
+    def objects(self, repository: str, ref: str, path: str) -> str:
+        query = urllib.parse.urlencode({"ref": ref, "path": path})
+        return f"{self.lakefs_ui.rstrip('/')}/repositories/{repository}/objects?{query}"
+
+    def airflow_run(self, dag_id: str, run_id: str) -> str | None:
+        if not self.airflow_ui:
+            return None
+        quote = urllib.parse.quote
+        return f"{self.airflow_ui.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+    def marquez_run(self, openlineage_run_id: str | None) -> str | None:
+        if not self.marquez_api or not openlineage_run_id:
+            return None
+        return f"{self.marquez_api.rstrip('/')}/api/v1/jobs/runs/{openlineage_run_id}"
+
+
+@dataclass(frozen=True)
+class AirflowRun:
+    """The Airflow task attempt recorded on an output commit."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: str
+    map_index: str
+    run_type: str | None
+    logical_date: str | None
+    data_interval_end: str | None
+    task_url: str | None
+    run_url: str | None
+    openlineage_run_id: str | None
+    marquez_run_url: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ProvenanceNode:
+    """One commit in a provenance chain: an output (with its run and inputs) or a plain data commit."""
+
+    role: str
+    kind: str
+    repository: str
+    commit_id: str
+    path: str
+    message: str
+    committer: str
+    created_at: str
+    commit_url: str
+    output_kind: str | None = None
+    pin_rule: str | None = None
+    pin_as_of: str | None = None
+    pinned_from: str | None = None
+    image: str | None = None
+    runner: str | None = None
+    command: list[str] | None = None
+    hyperparameters: dict[str, Any] | None = None
+    model_policy: str | None = None
+    airflow: AirflowRun | None = None
+    inputs: tuple[ProvenanceNode, ...] = field(default_factory=tuple)
+
+    @property
+    def location(self) -> str:
+        return f"lakefs://{self.repository}/{self.commit_id}/{self.path}"
+
+    def find(self, role: str) -> ProvenanceNode | None:
+        """The first node with ``role`` in this tree (depth first), e.g. ``find("training_data")``."""
+        if self.role == role:
+            return self
+        for child in self.inputs:
+            found = child.find(role)
+            if found is not None:
+                return found
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "role": self.role,
+            "kind": self.kind,
+            "location": self.location,
+            "repository": self.repository,
+            "commit_id": self.commit_id,
+            "path": self.path,
+            "message": self.message,
+            "committer": self.committer,
+            "created_at": self.created_at,
+            "commit_url": self.commit_url,
+        }
+        optional = {
+            "output_kind": self.output_kind,
+            "pin_rule": self.pin_rule,
+            "pin_as_of": self.pin_as_of,
+            "pinned_from": self.pinned_from,
+            "image": self.image,
+            "runner": self.runner,
+            "command": self.command,
+            "hyperparameters": self.hyperparameters,
+            "model_policy": self.model_policy,
+        }
+        data.update({key: value for key, value in optional.items() if value is not None})
+        if self.airflow is not None:
+            data["airflow"] = self.airflow.to_dict()
+        if self.kind == KIND_OUTPUT:
+            data["inputs"] = [child.to_dict() for child in self.inputs]
+        return data
+
+
+@dataclass(frozen=True)
+class _Pin:
+    rule: str | None = None
+    as_of: str | None = None
+    source: str | None = None
+
+
+def has_provenance(metadata: Mapping[str, str]) -> bool:
+    return FORMAT_KEY in metadata
+
+
+def _iso(epoch_seconds: int) -> str:
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat()
+
+
+def _json_or_none(raw: str | None) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def find_commit(hook: LakeFSHook, location: LakeFSLocation) -> LakeFSCommit:
+    """The commit ``location`` stands for: the ref's commit for a bare ref, else the newest commit that
+    changed the object (or, for a prefix, anything under it) in the ref's history."""
+    if not location.path:
+        return hook.get_commit(location.repository, location.ref)
+    path = location.path
+    is_object = not path.endswith("/") and hook.object_exists(location.repository, location.ref, path)
+    if is_object:
+        found = next(hook.log_commits(location.repository, location.ref, objects=[path], amount=1), None)
+    else:
+        prefix = path if path.endswith("/") else f"{path}/"
+        found = next(hook.log_commits(location.repository, location.ref, prefixes=[prefix], amount=1), None)
+    if found is None:
+        raise _nothing_at(location)
+    return _commit_on_ref(hook, location, found)
+
+
+def _commit_on_ref(hook: LakeFSHook, location: LakeFSLocation, changed: LakeFSCommit) -> LakeFSCommit:
+    """The commit on the ref's own (first-parent) history that brought ``changed`` in: ``changed``
+    itself, or the merge commit whose other parent it is (operators commit on an attempt branch and
+    merge it, both with the same provenance). ``changed`` when not found within the lookback."""
+    for commit in hook.log_commits(location.repository, location.ref, amount=FIRST_PARENT_LOOKBACK, first_parent=True):
+        if commit.id == changed.id or changed.id in commit.parents[1:]:
+            return commit
+    return changed
+
+
+def _nothing_at(location: LakeFSLocation) -> LakeFSNotFoundError:
+    return LakeFSNotFoundError(
+        f"{location.uri}: no object or prefix with this path was ever committed in the history of "
+        f"ref '{location.ref}' of repository '{location.repository}'",
+        repository=location.repository,
+        ref=location.ref,
+        path=location.path,
+    )
+
+
+def trace(
+    hook: LakeFSHook,
+    location: LakeFSLocation | str,
+    *,
+    links: Links | None = None,
+) -> ProvenanceNode:
+    """The provenance tree of a prediction or model object, prefix or commit.
+
+    Raises :class:`NoProvenanceError` when the commit that last wrote ``location`` was not written
+    by an airflow-mlrepo task, and :class:`LakeFSNotFoundError` when nothing is there.
+    """
+    if isinstance(location, str):
+        location = LakeFSLocation.parse(location)
+    links = links or Links(lakefs_ui=hook.settings.browser_url)
+    commit = find_commit(hook, location)
+    if not has_provenance(commit.metadata):
+        what = f"commit {commit.id}" if not location.path else f"the last commit that changed it, {commit.id},"
+        raise NoProvenanceError(
+            f"{location.uri} carries no airflow-mlrepo provenance: {what} ('{commit.message}' by "
+            f"{commit.committer or 'unknown'}) has no '{FORMAT_KEY}' metadata. Only outputs committed by "
+            "LakeFSTrainingOperator / LakeFSInferenceOperator (models, predictions) have provenance; "
+            "data pushed by people or other tools is where provenance chains end.",
+            repository=location.repository,
+            ref=location.ref,
+            path=location.path,
+        )
+    role = commit.metadata.get("mlrepo.output_kind") or KIND_OUTPUT
+    return _node(hook, links, role, location.repository, location.path, commit, _Pin(), depth=0, seen=set())
+
+
+def _node(
+    hook: LakeFSHook,
+    links: Links,
+    role: str,
+    repository: str,
+    path: str,
+    commit: LakeFSCommit,
+    pin: _Pin,
+    *,
+    depth: int,
+    seen: set[tuple[str, str]],
+) -> ProvenanceNode:
+    base: dict[str, Any] = {
+        "role": role,
+        "repository": repository,
+        "commit_id": commit.id,
+        "path": path,
+        "message": commit.message,
+        "committer": commit.committer,
+        "created_at": _iso(commit.creation_date),
+        "commit_url": links.commit(repository, commit.id),
+        "pin_rule": pin.rule,
+        "pin_as_of": pin.as_of,
+        "pinned_from": pin.source,
+    }
+    meta = commit.metadata
+    if not has_provenance(meta):
+        return ProvenanceNode(kind=KIND_DATA, **base)
+    key = (repository, commit.id)
+    if depth >= MAX_DEPTH or key in seen:
+        raise MlRepoError(
+            f"Provenance of lakefs://{repository}/{commit.id}/{path} loops or is deeper than {MAX_DEPTH} "
+            "levels: its metadata is inconsistent"
+        )
+    seen = {*seen, key}
+    inputs = []
+    for name in [n for n in meta.get("mlrepo.inputs", "").split(",") if n]:
+        uri = meta.get(f"mlrepo.input.{name}")
+        if not uri:
+            continue
+        try:
+            pinned = LakeFSLocation.parse(uri)
+        except InvalidLakeFSLocationError as exc:
+            raise MlRepoError(
+                f"lakefs://{repository}/{commit.id}: input '{name}' is recorded as {uri!r}, not a lakeFS location"
+            ) from exc
+        input_commit = hook.get_commit(pinned.repository, pinned.ref)
+        input_pin = _Pin(
+            rule=meta.get(f"mlrepo.input.{name}.rule"),
+            as_of=meta.get(f"mlrepo.input.{name}.as_of"),
+            source=meta.get(f"mlrepo.input.{name}.source"),
+        )
+        inputs.append(
+            _node(
+                hook,
+                links,
+                name,
+                pinned.repository,
+                pinned.path,
+                input_commit,
+                input_pin,
+                depth=depth + 1,
+                seen=seen,
+            )
+        )
+    dag_id = meta.get("mlrepo.dag_id", "")
+    run_id = meta.get("mlrepo.run_id", "")
+    openlineage_run_id = meta.get("mlrepo.openlineage_run_id")
+    airflow = AirflowRun(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=meta.get("mlrepo.task_id", ""),
+        try_number=meta.get("mlrepo.try_number", ""),
+        map_index=meta.get("mlrepo.map_index", "-1"),
+        run_type=meta.get(f"{LAKEFS_AIRFLOW}run_type"),
+        logical_date=meta.get(f"{LAKEFS_AIRFLOW}logical_date[iso8601]"),
+        data_interval_end=meta.get(f"{LAKEFS_AIRFLOW}data_interval_end[iso8601]"),
+        task_url=meta.get(f"{LAKEFS_AIRFLOW}url[url:ui]"),
+        run_url=links.airflow_run(dag_id, run_id) if dag_id and run_id else None,
+        openlineage_run_id=openlineage_run_id,
+        marquez_run_url=links.marquez_run(openlineage_run_id),
+    )
+    command = _json_or_none(meta.get("mlrepo.command"))
+    hyperparameters = _json_or_none(meta.get("mlrepo.hyperparameters"))
+    return ProvenanceNode(
+        kind=KIND_OUTPUT,
+        output_kind=meta.get("mlrepo.output_kind"),
+        image=meta.get("mlrepo.image") or None,
+        runner=meta.get("mlrepo.runner"),
+        command=list(command) if isinstance(command, list) else None,
+        hyperparameters=dict(hyperparameters) if isinstance(hyperparameters, dict) else None,
+        model_policy=meta.get("mlrepo.model.policy"),
+        airflow=airflow,
+        inputs=tuple(inputs),
+        **base,
+    )
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _short(commit_id: str) -> str:
+    return commit_id[:12]
+
+
+def _pin_text(node: ProvenanceNode) -> str:
+    if not node.pin_rule:
+        return ""
+    text = f"pinned by rule '{node.pin_rule}'"
+    if node.pin_as_of:
+        text += f" as of {node.pin_as_of}"
+    if node.pinned_from:
+        text += f" from {node.pinned_from}"
+    return text
+
+
+def _add(tree: Tree, node: ProvenanceNode) -> None:
+    from rich.markup import escape
+
+    label_kind = node.output_kind or node.kind
+    heading = f"[bold]{escape(node.role)}[/bold]  [cyan]{escape(node.location)}[/cyan]"
+    if node.role != label_kind:
+        heading += f"  [dim]({escape(label_kind)})[/dim]"
+    branch = tree.add(heading)
+    branch.add(
+        f"commit [green]{_short(node.commit_id)}[/green]  {escape(node.created_at)}  "
+        f"{escape(repr(node.message))} by {escape(node.committer or '?')}\n[link={node.commit_url}]"
+        f"{escape(node.commit_url)}[/link]"
+    )
+    pin = _pin_text(node)
+    if pin:
+        branch.add(f"[dim]{escape(pin)}[/dim]")
+    if node.kind != KIND_OUTPUT:
+        return
+    run = node.airflow
+    if run is not None:
+        text = (
+            f"Airflow run  dag [bold]{escape(run.dag_id)}[/bold]  run {escape(run.run_id)}  task "
+            f"{escape(run.task_id)}  try {escape(run.try_number)}"
+        )
+        for url in (run.run_url, run.task_url):
+            if url:
+                text += f"\n[link={url}]{escape(url)}[/link]"
+                break
+        if run.openlineage_run_id:
+            text += f"\nOpenLineage run {escape(run.openlineage_run_id)}"
+            if run.marquez_run_url:
+                text += f"  {escape(run.marquez_run_url)}"
+        branch.add(text)
+    code = f"image {escape(node.image or '(none)')}  runner {escape(node.runner or '?')}"
+    if node.command:
+        code += f"  command {escape(' '.join(node.command))}"
+    if node.hyperparameters:
+        code += f"  params {escape(json.dumps(node.hyperparameters, sort_keys=True))}"
+    branch.add(code)
+    if node.model_policy:
+        branch.add(f"model policy [bold]{escape(node.model_policy)}[/bold]")
+    for child in node.inputs:
+        _add(branch, child)
+
+
+def render_tree(node: ProvenanceNode) -> Tree:
+    """A ``rich`` tree of the provenance chain."""
+    from rich.tree import Tree
+
+    tree = Tree(f"[bold]provenance of[/bold] {node.location}")
+    _add(tree, node)
+    return tree
+
+
+def render_text(node: ProvenanceNode, *, width: int = 160) -> str:
+    """The tree as plain text (no colours), e.g. for logs and tests."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, color_system=None, force_terminal=False)
+    with console.capture() as captured:
+        console.print(render_tree(node))
+    return captured.get()

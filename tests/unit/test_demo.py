@@ -1,0 +1,91 @@
+"""`mlrepo demo`'s pieces that need no services: timeline, names, Airflow environment, DAG install."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from airflow_mlrepo import cli, demo
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_ENV = {
+    "MLREPO_HOME": "/state",
+    "LAKEFS_ENDPOINT": "http://127.0.0.1:8000",
+    "AIRFLOW_CONN_LAKEFS_DEFAULT": json.dumps({"conn_type": "lakefs", "host": "http://127.0.0.1:8000"}),
+    "MARQUEZ_STATUS": "unavailable: no artifact",
+}
+
+
+def test_simulated_days_are_the_midnights_before_today() -> None:
+    now = datetime(2026, 11, 26, 15, 30, tzinfo=timezone.utc)
+    assert demo.simulated_days(now, 3) == [datetime(2026, 11, d, tzinfo=timezone.utc) for d in (23, 24, 25)]
+
+
+def test_repository_names_follow_the_example_dags_prefix(tmp_path: Path) -> None:
+    plain = demo.DemoSettings.from_stack(STACK_ENV, home=tmp_path)
+    assert [plain.repository(r) for r in demo.ROLES] == ["iris-train", "iris-input", "iris-models", "iris-predictions"]
+    suffixed = demo.DemoSettings.from_stack(STACK_ENV, home=tmp_path, repository_suffix="t1")
+    assert suffixed.repository("models") == "iris-t1-models"
+    env = demo.airflow_environment(suffixed, STACK_ENV)
+    assert env[demo.REPO_PREFIX_VARIABLE] == "iris-t1"
+    assert env["AIRFLOW__MLREPO__RUNNER"] == "local"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{tmp_path / 'airflow' / 'airflow.db'}"
+    assert env["AIRFLOW_CONN_LAKEFS_DEFAULT"] == STACK_ENV["AIRFLOW_CONN_LAKEFS_DEFAULT"]
+
+
+def test_default_home_is_under_the_stack_state(tmp_path: Path) -> None:
+    assert demo.DemoSettings.from_stack(STACK_ENV).home == Path("/state/demo")
+
+
+def test_lineage_is_kept_in_the_outbox_and_delivered_to_marquez_when_it_runs(tmp_path: Path) -> None:
+    settings = demo.DemoSettings.from_stack(STACK_ENV, home=tmp_path)
+    assert demo.lineage_transport(settings, STACK_ENV) == {
+        "type": demo.OUTBOX_TRANSPORT,
+        "outbox_dir": str(tmp_path / "lineage" / "outbox"),
+    }
+    with_marquez = {**STACK_ENV, "MARQUEZ_URL": "http://127.0.0.1:5000"}
+    assert demo.lineage_transport(settings, with_marquez)["http"] == {
+        "url": "http://127.0.0.1:5000",
+        "endpoint": "api/v1/lineage",
+    }
+    said = demo.describe_lineage(settings, STACK_ENV)
+    assert "Marquez is not running here (unavailable: no artifact): 0 OpenLineage events are kept" in said
+    assert "mlrepo lineage replay --outbox" in said
+
+
+def test_without_the_outbox_module_lineage_goes_to_a_file_or_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "outbox_transport_available", lambda: False)
+    settings = demo.DemoSettings.from_stack(STACK_ENV, home=tmp_path)
+    assert demo.lineage_transport(settings, STACK_ENV) == {
+        "type": "file",
+        "log_file_path": str(tmp_path / "lineage" / "openlineage.jsonl"),
+        "append": True,
+    }
+    with_marquez = {**STACK_ENV, "MARQUEZ_URL": "http://127.0.0.1:5000"}
+    assert demo.lineage_transport(settings, with_marquez)["type"] == "http"
+    assert "OpenLineage events went to a local file" in demo.describe_lineage(settings, STACK_ENV)
+
+
+def test_install_dags_copies_the_two_example_dags(tmp_path: Path) -> None:
+    settings = demo.DemoSettings.from_stack(STACK_ENV, home=tmp_path, dags_source=ROOT / "dags")
+    (settings.dags_folder).mkdir(parents=True)
+    (settings.dags_folder / "stale.py").write_text("raise SystemExit")
+    copied = demo.install_dags(settings)
+    assert sorted(p.name for p in settings.dags_folder.iterdir()) == ["iris_inference.py", "iris_training.py"]
+    for path in copied:
+        assert path.read_text() == (ROOT / "dags" / path.name).read_text()
+
+
+def test_cli_knows_demo_and_provenance() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["demo", "--home", "/tmp/x"])
+    assert args.handler is cli._demo
+    assert args.home == Path("/tmp/x")
+    args = parser.parse_args(["provenance", "lakefs://r/main/p", "--json"])
+    assert args.handler is cli._provenance
+    assert args.json
