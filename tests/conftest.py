@@ -1,4 +1,5 @@
-"""Test tiers: tests/unit (no services), tests/integration (real local stack), tests/e2e (real Airflow).
+"""Test tiers: tests/unit (no services), tests/integration (real local stack), tests/e2e (real Airflow),
+tests/frameworks (the framework example containers, with their own environment: `make frameworks`).
 
 The tier marker is applied from the folder, so ``-m unit`` / ``-m integration`` select tiers.
 """
@@ -18,7 +19,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(Path(os.environ["AIRFLOW_HOME"]) / "dags"))
 Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).mkdir(parents=True, exist_ok=True)
 
-_TIERS = ("unit", "integration", "e2e")
+_TIERS = ("unit", "integration", "e2e", "frameworks")
 
 #: Real services the session talked to (name -> version and address), shown in the summary.
 REAL_SERVICES: dict[str, str] = {}

@@ -91,9 +91,13 @@ class LakeFS:
         ]
         return [(path, self.read(location.repository, location.ref, path)) for path in sorted(found)]
 
-    def upload(self, repository: str, branch: str, path: str, data: bytes) -> None:
-        """Upload ``data`` (non-empty) to ``path`` on ``branch``: staged, not committed."""
-        if not data:
+    def upload(self, repository: str, branch: str, path: str, data: bytes, *, allow_empty: bool = False) -> None:
+        """Upload ``data`` to ``path`` on ``branch``: staged, not committed.
+
+        Empty data is refused (a bug in the caller, usually) unless ``allow_empty``: a model
+        directory may hold zero-byte marker files such as Spark's ``_SUCCESS``.
+        """
+        if not data and not allow_empty:
             raise ValueError(f"refusing to upload an empty object to lakefs://{repository}/{branch}/{path}")
         with self._errors("upload", repository, branch, path):
             # LakeFSClient's API client sends bytes as the multipart "content" part (a str would
