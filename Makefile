@@ -1,7 +1,11 @@
 # airflow-mlrepo developer entry points. Every target installs what it needs first.
 #
-#   make test    install everything, start the local stack, lint, run unit + integration + e2e tests
+#   make demo    install everything, start the local stack, run `mlrepo demo` (the README's first command)
+#   make test    install everything, start the local stack, lint, build the docs, run unit + integration + e2e tests
+#   make docs    build the docs site into site/ (mkdocs build --strict: warnings fail)
 #   make stack   install everything, start the local stack, print its URLs and credentials
+#   make frameworks  install the frameworks tier (.venv-frameworks: TensorFlow, Spark, PMML, H2O)
+#                    and run tests/frameworks against the local stack (not part of `make test`)
 #
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: install stack stack-down lint unit integration e2e test benchmark clean
+.PHONY: install browser stack stack-down demo docs lint unit integration e2e test frameworks-install frameworks benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,15 +27,38 @@ $(VENV)/.installed: $(BIN)/uv pyproject.toml docker/iris/pyproject.toml requirem
 
 install: $(VENV)/.installed
 
+# The framework examples' libraries (about 2.5 GB) in their own environment; uv caches the
+# downloads under ~/.cache/uv. Java 17 (java, javac) must be on PATH to run them.
+FRAMEWORKS_VENV := .venv-frameworks
+$(FRAMEWORKS_VENV)/.installed: $(BIN)/uv requirements/frameworks.lock docker/*/pyproject.toml
+	$(BIN)/uv venv -q --allow-existing -p 3.11 $(FRAMEWORKS_VENV)
+	$(BIN)/uv pip install -q -p $(FRAMEWORKS_VENV)/bin/python -r requirements/frameworks.lock
+	touch $@
+
+frameworks-install: $(FRAMEWORKS_VENV)/.installed
+
+# Debian's headless Chromium for the browser test (Playwright drives /usr/bin/chromium;
+# `playwright install` is never run). Idempotent: installs only when it is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 stack: install
 	$(BIN)/mlrepo stack up
 
 stack-down: install
 	$(BIN)/mlrepo stack down
 
-lint: install
-	$(BIN)/ruff check airflow_mlrepo tests benchmarks docker
-	$(BIN)/ruff format --check airflow_mlrepo tests benchmarks docker
+demo: stack
+	$(BIN)/mlrepo demo
+
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+lint: install docs
+	$(BIN)/ruff check airflow_mlrepo tests benchmarks docker dags
+	$(BIN)/ruff format --check airflow_mlrepo tests benchmarks docker dags
 	$(BIN)/mypy
 
 unit: install
@@ -41,17 +68,21 @@ integration: install
 	$(BIN)/mlrepo stack up
 	$(BIN)/pytest tests/integration -m integration
 
-e2e: install
+e2e: install browser
 	$(BIN)/mlrepo stack up
 	$(BIN)/pytest tests/e2e -m e2e
 
-test: lint
+test: lint browser
 	$(BIN)/mlrepo stack up
 	$(BIN)/pytest tests/unit tests/integration tests/e2e -m "unit or integration or e2e"
+
+frameworks: install frameworks-install
+	$(BIN)/mlrepo stack up
+	MLREPO_FRAMEWORKS_PYTHON=$(CURDIR)/$(FRAMEWORKS_VENV)/bin/python $(BIN)/pytest tests/frameworks -m frameworks
 
 benchmark: install
 	$(BIN)/mlrepo stack up
 	$(BIN)/python benchmarks/asof_lookup.py --commits 10000 --queries 50
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FRAMEWORKS_VENV) .pytest_cache .mypy_cache .ruff_cache site
