@@ -38,7 +38,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow_mlrepo.exceptions import MlRepoError, StackError
+from airflow_mlrepo.exceptions import LakeFSConflictError, LakeFSNotFoundError, MlRepoError, StackError
 from airflow_mlrepo.hooks.lakefs import LakeFSConnectionSettings, LakeFSHook
 from airflow_mlrepo.provenance_report import Links, ProvenanceNode, trace
 
@@ -224,11 +224,35 @@ def recreate_repositories(hook: LakeFSHook, settings: DemoSettings) -> dict[str,
     for role in ROLES:
         name = settings.repository(role)
         hook.delete_repository(name, missing_ok=True)
-        # exist_ok: a create that lakeFS carried out but whose answer was lost (a lakeFS restart) and
-        # that the client sent again must not fail the demo; nobody else creates these names.
-        hook.create_repository(name, f"local://mlrepo-demo/{name}-{stamp}", exist_ok=True)
+        create_repository_after_delete(hook, name, f"local://mlrepo-demo/{name}-{stamp}")
         names[role] = name
     return names
+
+
+def create_repository_after_delete(
+    hook: LakeFSHook, name: str, storage_namespace: str, *, timeout: float = 60.0, pause: float = 0.2
+) -> None:
+    """Create ``name`` right after deleting it.
+
+    lakeFS finishes a repository deletion after answering: until then a create answers 409 ("not
+    unique") and the old repository then vanishes, so a create that treated 409 as success left no
+    repository at all. A conflict is therefore retried; it counts as success only when the existing
+    repository has *our* storage namespace (a create lakeFS carried out but whose answer was lost).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            hook.create_repository(name, storage_namespace)
+            return
+        except LakeFSConflictError:
+            try:
+                if hook.repository_storage_namespace(name) == storage_namespace:
+                    return
+            except LakeFSNotFoundError:
+                pass
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
 
 
 def simulated_days(now: datetime, count: int) -> list[datetime]:

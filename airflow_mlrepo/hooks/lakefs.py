@@ -407,6 +407,17 @@ class LakeFSHook(BaseHook):
             if not exist_ok:
                 raise
 
+    def repository_storage_namespace(self, repository: str) -> str:
+        """The storage namespace a repository was created with (``LakeFSNotFoundError`` if it is absent)."""
+        validate_repository(repository)
+        answer = self._call(
+            "get repository",
+            self.client.repositories_api.get_repository,
+            repository,
+            repository=repository,
+        )
+        return str(answer.storage_namespace)
+
     def delete_repository(self, repository: str, *, missing_ok: bool = False) -> None:
         validate_repository(repository)
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from airflow_mlrepo import cli, demo
+from airflow_mlrepo.exceptions import LakeFSConflictError, LakeFSNotFoundError
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_ENV = {
@@ -89,3 +90,44 @@ def test_cli_knows_demo_and_provenance() -> None:
     args = parser.parse_args(["provenance", "lakefs://r/main/p", "--json"])
     assert args.handler is cli._provenance
     assert args.json
+
+
+class _DeletingLakeFS:
+    """A lakeFS boundary that, like the real one, refuses a create while an older repository of the
+    same name exists (for example while its deletion finishes)."""
+
+    def __init__(self, existing_namespace: str | None, creates_until_gone: int) -> None:
+        self.existing_namespace = existing_namespace
+        self.creates_until_gone = creates_until_gone
+        self.created: list[tuple[str, str]] = []
+
+    def create_repository(self, name: str, storage_namespace: str) -> None:
+        if self.existing_namespace is not None:
+            self.creates_until_gone -= 1
+            if self.creates_until_gone <= 0:
+                self.existing_namespace = None
+            raise LakeFSConflictError(f"repository {name} not unique", repository=name)
+        self.created.append((name, storage_namespace))
+
+    def repository_storage_namespace(self, name: str) -> str:
+        if self.existing_namespace is None:
+            raise LakeFSNotFoundError(f"repository {name} not found", repository=name)
+        return self.existing_namespace
+
+
+def test_create_after_delete_waits_until_the_old_repository_is_gone() -> None:
+    lakefs = _DeletingLakeFS("local://old", creates_until_gone=3)
+    demo.create_repository_after_delete(lakefs, "iris-train", "local://new", pause=0)  # type: ignore[arg-type]
+    assert lakefs.created == [("iris-train", "local://new")]
+
+
+def test_create_after_delete_accepts_its_own_earlier_create() -> None:
+    lakefs = _DeletingLakeFS("local://new", creates_until_gone=10**6)
+    demo.create_repository_after_delete(lakefs, "iris-train", "local://new", pause=0)  # type: ignore[arg-type]
+    assert lakefs.created == []
+
+
+def test_create_after_delete_gives_up_with_the_conflict() -> None:
+    lakefs = _DeletingLakeFS("local://old", creates_until_gone=10**6)
+    with pytest.raises(LakeFSConflictError, match="iris-train"):
+        demo.create_repository_after_delete(lakefs, "iris-train", "local://new", timeout=0.05, pause=0)  # type: ignore[arg-type]
