@@ -20,6 +20,7 @@ import pytest
 
 # The example is installed by `make install` (pip install -e docker/iris); a missing install fails loudly.
 from mlrepo_iris import contract, dataset, seed, train
+from mlrepo_iris.model_io import json_bytes
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.integration.conftest import LakeFSServer
@@ -121,7 +122,7 @@ def test_train_writes_model_and_metrics_without_committing(
     # Training again on the same data (here in this process) gives byte-identical outputs.
     _, again, again_metrics = train.fit(files, train.hyperparameters({"C": 0.5}))
     assert again == model_bytes
-    assert train.metrics_json(again_metrics) == metrics_bytes
+    assert json_bytes(again_metrics) == metrics_bytes
 
 
 def test_predict_twice_with_the_same_pins_is_byte_identical(

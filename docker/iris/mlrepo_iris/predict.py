@@ -34,10 +34,11 @@ from mlrepo_iris.dataset import (
     write_csv,
 )
 from mlrepo_iris.lakefs_io import LakeFS
+from mlrepo_iris.model_io import json_bytes
 from mlrepo_iris.train import MODEL_FILE
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
 PROG = "mlrepo_iris.predict"
 INPUT = "input_data"
@@ -86,10 +87,6 @@ def predict_files(model: Any, model_bytes: bytes, files: Sequence[DataFile]) -> 
     return predictions, summary
 
 
-def summary_json(summary: Mapping[str, Any]) -> bytes:
-    return (json.dumps(summary, sort_keys=True, indent=2) + "\n").encode()
-
-
 def predict(log: command.Progress) -> None:
     contract = read_contract(os.environ, inputs=[INPUT], model=True)
     for line in contract.describe():
@@ -112,7 +109,7 @@ def predict(log: command.Progress) -> None:
     predictions, summary = predict_files(model, model_bytes, files)
     log(f"predicted {summary['n_predictions']} rows: {json.dumps(summary['counts'], sort_keys=True)}")
     output = contract.output
-    for name, data in ((PREDICTIONS_FILE, predictions), (SUMMARY_FILE, summary_json(summary))):
+    for name, data in ((PREDICTIONS_FILE, predictions), (SUMMARY_FILE, json_bytes(summary))):
         lakefs.upload(output.repository, output.ref, output.join(name), data)
         log(f"wrote lakefs://{output.repository}/{output.ref}/{output.join(name)} ({len(data)} bytes)")
 

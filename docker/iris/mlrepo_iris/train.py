@@ -26,6 +26,7 @@ from mlrepo_iris import command
 from mlrepo_iris.contract import PARAMS, ContractError, read_contract
 from mlrepo_iris.dataset import FEATURES, DataFile, IrisDataError, digest, read_training
 from mlrepo_iris.lakefs_io import LakeFS
+from mlrepo_iris.model_io import json_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -139,10 +140,6 @@ def model_pickle(model: object) -> bytes:
     return buffer.getvalue()
 
 
-def metrics_json(metrics: Mapping[str, Any]) -> bytes:
-    return (json.dumps(metrics, sort_keys=True, indent=2) + "\n").encode()
-
-
 def train(log: command.Progress) -> None:
     contract = read_contract(os.environ, inputs=[INPUT])
     params = hyperparameters(contract.params)
@@ -163,7 +160,7 @@ def train(log: command.Progress) -> None:
         f"training accuracy {metrics['accuracy']:.4f}"
     )
     output = contract.output
-    for name, data in ((MODEL_FILE, model_bytes), (METRICS_FILE, metrics_json(metrics))):
+    for name, data in ((MODEL_FILE, model_bytes), (METRICS_FILE, json_bytes(metrics))):
         lakefs.upload(output.repository, output.ref, output.join(name), data)
         log(f"wrote lakefs://{output.repository}/{output.ref}/{output.join(name)} ({len(data)} bytes)")
 
