@@ -21,8 +21,8 @@ $(BIN)/python:
 $(BIN)/uv: $(BIN)/python
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 
-$(VENV)/.installed: $(BIN)/uv pyproject.toml docker/iris/pyproject.toml requirements/dev.lock
-	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements/dev.lock -e ".[dev,stack]" -e docker/iris
+$(VENV)/.installed: $(BIN)/uv pyproject.toml sdk/pyproject.toml devstack/pyproject.toml docker/iris/pyproject.toml requirements/dev.lock
+	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements/dev.lock -e ".[dev]" -e sdk -e devstack -e docker/iris
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,7 +30,7 @@ install: $(VENV)/.installed
 # The framework examples' libraries (about 2.5 GB) in their own environment; uv caches the
 # downloads under ~/.cache/uv. Java 17 (java, javac) must be on PATH to run them.
 FRAMEWORKS_VENV := .venv-frameworks
-$(FRAMEWORKS_VENV)/.installed: $(BIN)/uv requirements/frameworks.lock docker/*/pyproject.toml
+$(FRAMEWORKS_VENV)/.installed: $(BIN)/uv requirements/frameworks.lock docker/*/pyproject.toml sdk/pyproject.toml
 	$(BIN)/uv venv -q --allow-existing -p 3.11 $(FRAMEWORKS_VENV)
 	$(BIN)/uv pip install -q -p $(FRAMEWORKS_VENV)/bin/python -r requirements/frameworks.lock
 	touch $@
@@ -57,8 +57,8 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 lint: install docs
-	$(BIN)/ruff check airflow_mlrepo tests benchmarks docker dags
-	$(BIN)/ruff format --check airflow_mlrepo tests benchmarks docker dags
+	$(BIN)/ruff check src sdk devstack tests benchmarks docker dags
+	$(BIN)/ruff format --check src sdk devstack tests benchmarks docker dags
 	$(BIN)/mypy
 
 unit: install

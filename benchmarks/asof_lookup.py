@@ -33,7 +33,7 @@ from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 
 def _connect() -> LakeFSHook:
     if "AIRFLOW_CONN_LAKEFS_DEFAULT" not in os.environ:
-        from airflow_mlrepo import stack
+        from mlrepo_devstack import stack
 
         stack.up(["lakefs"])
         os.environ["AIRFLOW_CONN_LAKEFS_DEFAULT"] = stack.read_env()["AIRFLOW_CONN_LAKEFS_DEFAULT"]

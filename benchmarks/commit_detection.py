@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil  # type: ignore[import-untyped]
+from mlrepo_devstack import stack
+from mlrepo_devstack.stack import airflow_services
+from mlrepo_devstack.stack.state import StackSettings, read_secrets
 
-from airflow_mlrepo import stack
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.stack import airflow_services
-from airflow_mlrepo.stack.state import StackSettings, read_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -30,7 +30,7 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 def main() -> int:
-    from airflow_mlrepo import stack
+    from mlrepo_devstack import stack
 
     stack.up(["lakefs"])
     env_file = stack.read_env()

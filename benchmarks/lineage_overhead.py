@@ -49,7 +49,7 @@ TARGET_MS = 20.0
 
 def _connect() -> LakeFSHook:
     if "AIRFLOW_CONN_LAKEFS_DEFAULT" not in os.environ:
-        from airflow_mlrepo import stack
+        from mlrepo_devstack import stack
 
         stack.up(["lakefs"])
         os.environ["AIRFLOW_CONN_LAKEFS_DEFAULT"] = stack.read_env()["AIRFLOW_CONN_LAKEFS_DEFAULT"]

@@ -2,7 +2,7 @@
 triggerer on PostgreSQL, LocalExecutor) and the stack's real lakeFS.
 
 The session brings up ``postgres``, ``lakefs``, ``airflow-db`` and ``airflow`` through
-``airflow_mlrepo.stack`` with the DAGs folder ``<state>/e2e-dags`` (emptied at the start), and stops
+``mlrepo_devstack.stack`` with the DAGs folder ``<state>/e2e-dags`` (emptied at the start), and stops
 the Airflow services again at the end if it started them. Tests write DAG files with
 :meth:`AirflowE2E.write_dag` and talk to Airflow only through its public REST API.
 """
@@ -22,11 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
+from mlrepo_devstack import stack
+from mlrepo_devstack.stack import airflow_services
+from mlrepo_devstack.stack.state import StackSettings, read_secrets
 
-from airflow_mlrepo import stack
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.stack import airflow_services
-from airflow_mlrepo.stack.state import StackSettings, read_secrets
 from tests.conftest import REAL_SERVICES
 
 

@@ -14,9 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mlrepo_devstack.stack import airflow_services
+from mlrepo_devstack.stack.state import read_secrets
+
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.stack import airflow_services
-from airflow_mlrepo.stack.state import read_secrets
 from tests.e2e.conftest import AirflowE2E, lakefs_facts, new_dag_id
 
 ACTION_FILE = Path(__file__).parents[2] / "docs" / "examples" / "_lakefs_actions" / "airflow-mlrepo.yaml"

@@ -32,9 +32,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from mlrepo_devstack import stack
 from mlrepo_iris import seed
 
-from airflow_mlrepo import stack
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from tests.e2e.conftest import AirflowE2E, IrisExample, lakefs_facts
 

@@ -1,6 +1,6 @@
 """Fixtures for the integration tier: the real lakeFS (and PostgreSQL, Marquez) of the local stack.
 
-The session starts the stack (or reuses a running one) through ``airflow_mlrepo.stack``,
+The session starts the stack (or reuses a running one) through ``mlrepo_devstack.stack``,
 points the ``lakefs_default`` Airflow connection at it, and prints the lakeFS server version
 so the log shows which real server the tier talked to. Each test that asks for ``repo`` gets
 a fresh repository of its own, deleted afterwards.
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from mlrepo_devstack import stack
 
-from airflow_mlrepo import stack
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.conftest import REAL_SERVICES
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from mlrepo_devstack import stack
 
-from airflow_mlrepo import stack
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.integration.commits import commit_file
 from tests.integration.conftest import LakeFSServer

@@ -8,7 +8,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from airflow_mlrepo import stack
+from mlrepo_devstack import stack
+
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.triggers.lakefs import LakeFSBranchPoller, LakeFSCommitEventTrigger, LakeFSCommitTrigger
 from tests.integration.commits import commit_file

@@ -7,8 +7,8 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from mlrepo_devstack import stack
 
-from airflow_mlrepo import stack
 from airflow_mlrepo.exceptions import LakeFSAuthError, LakeFSNotFoundError, LakeFSUnavailableError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.integration.conftest import LakeFSServer

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlrepo_devstack import stack
 from mlrepo_iris import seed
 
-from airflow_mlrepo import stack
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage.outbox import Outbox
 from tests.conftest import REAL_SERVICES

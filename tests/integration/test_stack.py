@@ -14,9 +14,8 @@ from lakefs_sdk.api.auth_api import AuthApi
 from lakefs_sdk.api.config_api import ConfigApi
 from lakefs_sdk.api_client import ApiClient
 from lakefs_sdk.configuration import Configuration
-
-from airflow_mlrepo import stack
-from airflow_mlrepo.stack.lakefs import LAKEFS_VERSION
+from mlrepo_devstack import stack
+from mlrepo_devstack.stack.lakefs import LAKEFS_VERSION
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from mlrepo_devstack import demo
 
-from airflow_mlrepo import cli, demo
+from airflow_mlrepo import cli
 from airflow_mlrepo.exceptions import LakeFSConflictError, LakeFSNotFoundError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from airflow_mlrepo import stack
-from airflow_mlrepo.stack import _with_dependencies, airflow_services
-from airflow_mlrepo.stack.state import StackSettings, load_or_create_secrets
+from mlrepo_devstack import stack
+from mlrepo_devstack.stack import _with_dependencies, airflow_services
+from mlrepo_devstack.stack.state import StackSettings, load_or_create_secrets
 
 
 @pytest.fixture

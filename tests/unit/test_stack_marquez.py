@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-
-from airflow_mlrepo.stack import marquez
-from airflow_mlrepo.stack.state import StackSettings
+from mlrepo_devstack.stack import marquez
+from mlrepo_devstack.stack.state import StackSettings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -7,8 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-
-from airflow_mlrepo.stack.processes import is_alive, read_pid_file, start_detached, stop_process
+from mlrepo_devstack.stack.processes import is_alive, read_pid_file, start_detached, stop_process
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,18 +9,18 @@ import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
-
-from airflow_mlrepo import stack
-from airflow_mlrepo.cli import main as cli_main
-from airflow_mlrepo.exceptions import StackError, StackNotUpError
-from airflow_mlrepo.stack.state import (
+from mlrepo_devstack import stack
+from mlrepo_devstack.stack.state import (
     StackSettings,
     load_or_create_secrets,
     parse_env_text,
     read_env_file,
     write_env_file,
 )
-from airflow_mlrepo.stack.status import ComponentStatus, StackStatus
+from mlrepo_devstack.stack.status import ComponentStatus, StackStatus
+
+from airflow_mlrepo.cli import main as cli_main
+from airflow_mlrepo.exceptions import StackError, StackNotUpError
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -10,9 +10,10 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
-from mlrepo_iris.contract import ContractError
+from mlrepo_sdk.contract import ContractError
+from mlrepo_sdk.lakefs_io import LakeFSError
+
 from mlrepo_iris.dataset import IrisDataError
-from mlrepo_iris.lakefs_io import LakeFSError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

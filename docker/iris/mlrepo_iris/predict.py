@@ -22,8 +22,11 @@ import pickle
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from mlrepo_sdk.contract import LakeFSLocation, read_contract
+from mlrepo_sdk.lakefs_io import LakeFS
+from mlrepo_sdk.model_io import json_bytes
+
 from mlrepo_iris import command
-from mlrepo_iris.contract import LakeFSLocation, read_contract
 from mlrepo_iris.dataset import (
     FEATURES,
     PREDICTIONS_HEADER,
@@ -33,8 +36,6 @@ from mlrepo_iris.dataset import (
     read_inference,
     write_csv,
 )
-from mlrepo_iris.lakefs_io import LakeFS
-from mlrepo_iris.model_io import json_bytes
 from mlrepo_iris.train import MODEL_FILE
 
 if TYPE_CHECKING:

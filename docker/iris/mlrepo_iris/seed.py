@@ -24,10 +24,11 @@ import sys
 from functools import cache
 from typing import TYPE_CHECKING
 
+from mlrepo_sdk.contract import ContractError, LakeFSLocation, read_lakefs_access
+from mlrepo_sdk.lakefs_io import LakeFS, LakeFSError
+
 from mlrepo_iris.command import EXIT_CONTRACT, EXIT_FAILED, fail
-from mlrepo_iris.contract import ContractError, LakeFSLocation, read_lakefs_access
 from mlrepo_iris.dataset import INFERENCE_HEADER, TRAINING_HEADER, format_number, write_csv
-from mlrepo_iris.lakefs_io import LakeFS, LakeFSError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

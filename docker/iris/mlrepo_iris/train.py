@@ -22,11 +22,12 @@ import platform
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from mlrepo_sdk.contract import PARAMS, ContractError, read_contract
+from mlrepo_sdk.lakefs_io import LakeFS
+from mlrepo_sdk.model_io import json_bytes
+
 from mlrepo_iris import command
-from mlrepo_iris.contract import PARAMS, ContractError, read_contract
 from mlrepo_iris.dataset import FEATURES, DataFile, IrisDataError, digest, read_training
-from mlrepo_iris.lakefs_io import LakeFS
-from mlrepo_iris.model_io import json_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airflow_mlrepo import stack
+from mlrepo_devstack import stack
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -243,7 +243,8 @@ def _add_provenance_commands(groups: argparse._SubParsersAction[argparse.Argumen
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from airflow_mlrepo import demo
+    from mlrepo_devstack import demo
+
     from airflow_mlrepo.exceptions import MlRepoError
 
     try:

@@ -20,7 +20,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlrepo_iris.contract import PARAMS, Contract, ContractError, LakeFSLocation, read_contract
 from mlrepo_iris.dataset import (
     PREDICTIONS_HEADER,
     DataFile,
@@ -32,7 +31,9 @@ from mlrepo_iris.dataset import (
     read_training,
     write_csv,
 )
-from mlrepo_iris.lakefs_io import LakeFS, LakeFSError
+
+from mlrepo_sdk.contract import PARAMS, Contract, ContractError, LakeFSLocation, read_contract
+from mlrepo_sdk.lakefs_io import LakeFS, LakeFSError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -2,7 +2,7 @@
 
 Used by the ``mlrepo stack`` CLI, by test fixtures and by CI::
 
-    from airflow_mlrepo import stack
+    from mlrepo_devstack import stack
 
     status = stack.up()                 # idempotent: reuses running, healthy services
     env = stack.read_env()              # the KEY=value pairs of <state>/stack.env
@@ -29,8 +29,8 @@ import time
 from typing import TYPE_CHECKING
 
 from airflow_mlrepo.exceptions import StackError, StackNotUpError
-from airflow_mlrepo.stack import airflow_db, airflow_services, lakefs, marquez, postgres
-from airflow_mlrepo.stack.state import (
+from mlrepo_devstack.stack import airflow_db, airflow_services, lakefs, marquez, postgres
+from mlrepo_devstack.stack.state import (
     StackSettings,
     load_or_create_secrets,
     read_env_file,
@@ -38,7 +38,7 @@ from airflow_mlrepo.stack.state import (
     stack_lock,
     write_env_file,
 )
-from airflow_mlrepo.stack.status import (
+from mlrepo_devstack.stack.status import (
     AIRFLOW,
     AIRFLOW_DB,
     COMPONENTS,

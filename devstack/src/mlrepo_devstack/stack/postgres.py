@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow_mlrepo.exceptions import StackError
-from airflow_mlrepo.stack.debian import as_postgres_user, as_root, install_packages
-from airflow_mlrepo.stack.health import port_is_open, wait_until
-from airflow_mlrepo.stack.processes import last_lines, run_logged
-from airflow_mlrepo.stack.state import LOCALHOST
-from airflow_mlrepo.stack.status import POSTGRES, ComponentStatus
+from mlrepo_devstack.stack.debian import as_postgres_user, as_root, install_packages
+from mlrepo_devstack.stack.health import port_is_open, wait_until
+from mlrepo_devstack.stack.processes import last_lines, run_logged
+from mlrepo_devstack.stack.state import LOCALHOST
+from mlrepo_devstack.stack.status import POSTGRES, ComponentStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from airflow_mlrepo.stack.state import StackSettings
+    from mlrepo_devstack.stack.state import StackSettings
 
 log = logging.getLogger(__name__)
 

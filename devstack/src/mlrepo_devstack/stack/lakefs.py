@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from airflow_mlrepo.exceptions import StackError
-from airflow_mlrepo.stack.health import http_request, port_is_open, wait_until
-from airflow_mlrepo.stack.processes import (
+from mlrepo_devstack.stack.health import http_request, port_is_open, wait_until
+from mlrepo_devstack.stack.processes import (
     is_alive,
     last_lines,
     log_tail,
@@ -35,13 +35,13 @@ from airflow_mlrepo.stack.processes import (
     start_detached,
     stop_process,
 )
-from airflow_mlrepo.stack.state import LOCALHOST
-from airflow_mlrepo.stack.status import LAKEFS, ComponentStatus
+from mlrepo_devstack.stack.state import LOCALHOST
+from mlrepo_devstack.stack.status import LAKEFS, ComponentStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from airflow_mlrepo.stack.state import StackSettings
+    from mlrepo_devstack.stack.state import StackSettings
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def ensure_binary(settings: StackSettings) -> Path:
         "GOFLAGS": "-mod=mod",
     }
     started = time.monotonic()
-    module_files = importlib.resources.files("airflow_mlrepo.stack").joinpath("lakefs_build")
+    module_files = importlib.resources.files("mlrepo_devstack.stack").joinpath("lakefs_build")
     with tempfile.TemporaryDirectory(prefix="mlrepo-lakefs-build-") as work_dir:
         for name in ("go.mod", "go.sum"):
             Path(work_dir, name).write_bytes(module_files.joinpath(name).read_bytes())

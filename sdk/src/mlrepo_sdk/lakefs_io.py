@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-    from mlrepo_iris.contract import LakeFSAccess, LakeFSLocation
+    from mlrepo_sdk.contract import LakeFSAccess, LakeFSLocation
 
 #: objects per list page (lakeFS's maximum).
 PAGE_SIZE = 1000

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow_mlrepo.exceptions import MarquezUnavailableError, StackError
-from airflow_mlrepo.stack.debian import install_packages
-from airflow_mlrepo.stack.health import http_request, port_is_open, wait_until
-from airflow_mlrepo.stack.postgres import jdbc_url
-from airflow_mlrepo.stack.processes import (
+from mlrepo_devstack.stack.debian import install_packages
+from mlrepo_devstack.stack.health import http_request, port_is_open, wait_until
+from mlrepo_devstack.stack.postgres import jdbc_url
+from mlrepo_devstack.stack.processes import (
     is_alive,
     log_tail,
     read_pid_file,
@@ -36,13 +36,13 @@ from airflow_mlrepo.stack.processes import (
     start_detached,
     stop_process,
 )
-from airflow_mlrepo.stack.state import LOCALHOST
-from airflow_mlrepo.stack.status import MARQUEZ, ComponentStatus
+from mlrepo_devstack.stack.state import LOCALHOST
+from mlrepo_devstack.stack.status import MARQUEZ, ComponentStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from airflow_mlrepo.stack.state import StackSettings
+    from mlrepo_devstack.stack.state import StackSettings
 
 log = logging.getLogger(__name__)
 

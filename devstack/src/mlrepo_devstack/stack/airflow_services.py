@@ -29,18 +29,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlrepo.exceptions import StackError
-from airflow_mlrepo.stack import lakefs
-from airflow_mlrepo.stack.airflow_db import airflow_executable, airflow_home, airflow_version, connection_url
-from airflow_mlrepo.stack.health import http_request, port_is_open, wait_until
-from airflow_mlrepo.stack.processes import is_alive, log_tail, read_pid_file, start_detached, stop_process
-from airflow_mlrepo.stack.state import LOCALHOST, format_env_text, parse_env_text
-from airflow_mlrepo.stack.status import AIRFLOW, LAKEFS, ComponentStatus
+from mlrepo_devstack.stack import lakefs
+from mlrepo_devstack.stack.airflow_db import airflow_executable, airflow_home, airflow_version, connection_url
+from mlrepo_devstack.stack.health import http_request, port_is_open, wait_until
+from mlrepo_devstack.stack.processes import is_alive, log_tail, read_pid_file, start_detached, stop_process
+from mlrepo_devstack.stack.state import LOCALHOST, format_env_text, parse_env_text
+from mlrepo_devstack.stack.status import AIRFLOW, LAKEFS, ComponentStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
-    from airflow_mlrepo.stack.state import StackSettings
+    from mlrepo_devstack.stack.state import StackSettings
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow_mlrepo.exceptions import StackError
-from airflow_mlrepo.stack.postgres import run_psql, sqlalchemy_url
-from airflow_mlrepo.stack.processes import last_lines, run_logged
-from airflow_mlrepo.stack.state import LOCALHOST, format_env_text, parse_env_text
-from airflow_mlrepo.stack.status import AIRFLOW_DB, ComponentStatus
+from mlrepo_devstack.stack.postgres import run_psql, sqlalchemy_url
+from mlrepo_devstack.stack.processes import last_lines, run_logged
+from mlrepo_devstack.stack.state import LOCALHOST, format_env_text, parse_env_text
+from mlrepo_devstack.stack.status import AIRFLOW_DB, ComponentStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from airflow_mlrepo.stack.state import StackSettings
+    from mlrepo_devstack.stack.state import StackSettings
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 What it does, in order (each step prints what it did and how long it took):
 
-1. reuses (or starts) lakeFS of the local stack (:mod:`airflow_mlrepo.stack`);
+1. reuses (or starts) lakeFS of the local stack (:mod:`mlrepo_devstack.stack`);
 2. (re)creates the demo repositories ``iris-train``, ``iris-input``, ``iris-models`` and
    ``iris-predictions`` (the ones ``dags/iris_daily.py`` reads and writes), so it can run again and
    again;
@@ -350,7 +350,7 @@ def lineage_transport(settings: DemoSettings, stack_env: Mapping[str, str]) -> d
 
 
 def airflow_executable() -> str:
-    from airflow_mlrepo.stack.airflow_db import airflow_executable as find
+    from mlrepo_devstack.stack.airflow_db import airflow_executable as find
 
     try:
         return find()
@@ -359,7 +359,7 @@ def airflow_executable() -> str:
 
 
 def _airflow_version() -> str:
-    from airflow_mlrepo.stack.airflow_db import airflow_version
+    from mlrepo_devstack.stack.airflow_db import airflow_version
 
     return airflow_version()
 
@@ -421,7 +421,7 @@ def _run_logged(command: Sequence[str], env: Mapping[str, str], log_file: Path, 
 
 
 class DemoAirflow:
-    """One Airflow process (:mod:`airflow_mlrepo.demo_worker`) that runs the demo's DAG runs in turn."""
+    """One Airflow process (:mod:`mlrepo_devstack.demo_worker`) that runs the demo's DAG runs in turn."""
 
     def __init__(self, settings: DemoSettings, env: Mapping[str, str]) -> None:
         self.settings = settings
@@ -434,7 +434,7 @@ class DemoAirflow:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_file.open("w")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "airflow_mlrepo.demo_worker"],
+            [sys.executable, "-m", "mlrepo_devstack.demo_worker"],
             env=self.env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -12,7 +12,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 from airflow_mlrepo.exceptions import StackError
-from airflow_mlrepo.stack.processes import last_lines, run_logged
+from mlrepo_devstack.stack.processes import last_lines, run_logged
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
