@@ -70,6 +70,11 @@ def _log_path(settings: StackSettings, service: str) -> Path:
     return settings.log_path(f"airflow-{service}")
 
 
+#: Offsets of the worker and triggerer log-server ports from the api-server port (8080 + 713 = 8793).
+WORKER_LOG_PORT_OFFSET = 713
+TRIGGER_LOG_PORT_OFFSET = 714
+
+
 def environment(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str, str]:
     """The environment of every component: the caller's minus any ``AIRFLOW*`` settings, plus ours."""
     base = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
@@ -94,6 +99,10 @@ def environment(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str
         "AIRFLOW__API__PORT": str(settings.airflow_port),
         "AIRFLOW__API__BASE_URL": endpoint,
         "AIRFLOW__API__WORKERS": "1",
+        # The worker's and the triggerer's log servers follow the api-server's port (8080 -> Airflow's
+        # defaults 8793 and 8794), so that two stacks with different MLREPO_AIRFLOW_PORTs can run side by side.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_port + WORKER_LOG_PORT_OFFSET),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_port + TRIGGER_LOG_PORT_OFFSET),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         # An asset watcher's trigger is registered on the parse after its asset became active:
         # re-parse every 10 s (default 30) so a new watcher starts within seconds.
