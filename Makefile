@@ -1,7 +1,9 @@
 # airflow-mlrepo developer entry points. Every target installs what it needs first.
 #
 #   make demo    install everything, start the local stack, run `mlrepo demo` (the README's first command)
-#   make test    install everything, start the local stack, lint, build the docs, run unit + integration + e2e tests
+#   make test    install everything, start the local stack, lint, build the docs, run unit + integration + e2e tests,
+#                then the iris journeys again as pods on the stack's Kubernetes cluster (deferrable and sync)
+#   make kubernetes  start the stack's single-node Kubernetes cluster (root; builds it the first time) and the iris image
 #   make docs    build the docs site into site/ (mkdocs build --strict: warnings fail)
 #   make stack   install everything, start the local stack, print its URLs and credentials
 #   make frameworks  install the frameworks tier (.venv-frameworks: TensorFlow, Spark, PMML, H2O)
@@ -13,7 +15,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: install browser stack stack-down demo docs lint unit integration e2e test frameworks-install frameworks benchmark clean
+.PHONY: install browser stack stack-down kubernetes demo docs lint unit integration e2e e2e-kubernetes test frameworks-install frameworks benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +52,9 @@ stack: install
 stack-down: install
 	$(BIN)/mlrepo stack down
 
+kubernetes: install
+	$(BIN)/mlrepo stack up --only kubernetes
+
 demo: stack
 	$(BIN)/mlrepo demo
 
@@ -72,9 +77,17 @@ e2e: install browser
 	$(BIN)/mlrepo stack up
 	$(BIN)/pytest tests/e2e -m e2e
 
+# The iris journeys of tests/e2e with the same DAG files, only the stack's configuration changed: the
+# tasks run pods on the stack's Kubernetes cluster (started by the tests), all journeys deferrable,
+# the first two synchronous (the sync pod paths are also covered by tests/integration).
+e2e-kubernetes: install browser
+	MLREPO_RUNNER=kubernetes MLREPO_DEFERRABLE=true $(BIN)/pytest tests/e2e/test_iris_journeys_e2e.py -m e2e
+	MLREPO_RUNNER=kubernetes $(BIN)/pytest tests/e2e/test_iris_journeys_e2e.py -m e2e -k "test_1_ or test_2_"
+
 test: lint browser
 	$(BIN)/mlrepo stack up
 	$(BIN)/pytest tests/unit tests/integration tests/e2e -m "unit or integration or e2e"
+	$(MAKE) e2e-kubernetes
 
 frameworks: install frameworks-install
 	$(BIN)/mlrepo stack up

@@ -119,6 +119,20 @@ class NoProvenanceError(MlRepoError):
         self.path = path
 
 
+class PodRunError(MlRepoError):
+    """A task's Kubernetes pod could not run to completion: the message names the pod, image, Secret
+    or namespace at fault, and says that the target branch is untouched."""
+
+    def __init__(self, message: str, *, namespace: str | None = None, pod: str | None = None) -> None:
+        super().__init__(message)
+        self.namespace = namespace
+        self.pod = pod
+
+
+class PodPlanMissingError(PodRunError):
+    """A deferred task resumed but its pod (and the pins recorded on it) is gone."""
+
+
 _STATUS_TO_ERROR: dict[int, type[LakeFSError]] = {
     400: LakeFSBadInputError,
     401: LakeFSAuthError,

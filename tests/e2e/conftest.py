@@ -150,7 +150,12 @@ def airflow_e2e() -> Iterator[AirflowE2E]:
     settings = StackSettings.from_environ()
     was_running = airflow_services.status(settings).state == "running"
     started = time.monotonic()
-    current = stack.up(["postgres", "lakefs", "airflow-db", "airflow"])
+    components = ["postgres", "lakefs", "airflow-db", "airflow"]
+    if airflow_services.runner() == "kubernetes":  # MLREPO_RUNNER=kubernetes: the tasks run pods
+        components.append(stack.KUBERNETES)
+    current = stack.up(components)
+    if stack.KUBERNETES in components:
+        REAL_SERVICES["Kubernetes"] = current[stack.KUBERNETES].detail
     airflow = current[stack.AIRFLOW]
     REAL_SERVICES["Airflow"] = f"{airflow.version} at {airflow.endpoint} ({time.monotonic() - started:.0f}s to healthy)"
     env = stack.read_env()

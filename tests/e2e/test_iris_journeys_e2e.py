@@ -18,7 +18,9 @@ repository set and one set of DAGs per session):
 Commits carry past dates (lakeFS keeps any commit date given) so that past days hold data: the
 training data from three and two days ago, the input batches from two days ago. Everything else is
 real time: the triggerer's watchers see the commits, the scheduler makes the runs, the LocalExecutor
-runs the tasks, and the tasks run the iris container commands as local processes.
+runs the tasks, and the tasks run the iris container commands as local processes, or, with
+``MLREPO_RUNNER=kubernetes``, as pods of the iris image on the stack's Kubernetes cluster (add
+``MLREPO_DEFERRABLE=true`` for deferrable pods): the same DAG files, only the stack's configuration differs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 import pytest
 from mlrepo_devstack import stack
+from mlrepo_devstack.stack import airflow_services
 from mlrepo_iris import seed
 
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
@@ -158,6 +161,15 @@ def test_1_training_data_commit_trains_a_model(
     assert model.metadata["mlrepo.run_id"] == run["dag_run_id"]
     assert model.metadata["mlrepo.input.training_data"] == f"lakefs://{train}/{data.id}/data/"
     assert model.metadata["mlrepo.input.training_data.rule"] == "asset_event"
+    assert model.metadata["mlrepo.runner"] == airflow_services.runner()
+    if airflow_services.runner() == "kubernetes":
+        # the digest of the image the pod ran, and the pod's own output in the task log
+        assert "sha256:" in model.metadata["mlrepo.image_id"]
+        task_log = airflow_e2e.http.get(
+            f"/api/v2/dags/iris_training/dagRuns/{quoted(run['dag_run_id'])}/taskInstances/train/logs/1",
+            headers={"Accept": "text/plain"},
+        ).text
+        assert "hyperparameters:" in task_log, task_log[-3000:]
     links = airflow_e2e.get(f"/dags/iris_training/dagRuns/{quoted(run['dag_run_id'])}/taskInstances/train/links")
     assert links["extra_links"]["lakeFS commit"].endswith(f"/repositories/{models}/commits/{model.id}")
     journey.training["part-1"] = data.id

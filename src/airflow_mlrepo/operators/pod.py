@@ -33,13 +33,14 @@ from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import models as k8s
 
 from airflow_mlrepo import contract
-from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError
+from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError, PodPlanMissingError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage.ids import task_lineage_ids
 from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
 from airflow_mlrepo.links.marquez import LINEAGE_IDS_XCOM_KEY, MarquezRunLink
 from airflow_mlrepo.local_runner import LocalProcess
 from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
+from airflow_mlrepo.operators import pod_lifecycle
 from airflow_mlrepo.pinning import PinnedInput, check_against_first_attempt, pin_input
 from airflow_mlrepo.provenance import FINGERPRINT, airflow_task_url, build_provenance, fingerprint
 
@@ -56,6 +57,8 @@ DEFAULT_SECRET_NAME = "mlrepo-lakefs"
 ATTEMPT_BRANCH_PREFIX = "mlrepo-"
 #: How far back on the target branch a retry looks for its own earlier output commit.
 IDEMPOTENCY_LOOKBACK = 200
+#: Provenance key of the image digest the pod ran (its container status ``imageID``).
+IMAGE_ID_METADATA = "mlrepo.image_id"
 
 
 def configured_runner() -> str:
@@ -93,7 +96,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
     :param lakefs_conn_id: Airflow connection of type ``lakefs``.
     :param lakefs_secret_name: Kubernetes Secret (keys ``access_key_id``, ``secret_access_key``)
         from which pods get lakeFS credentials.
-    :param lakefs_endpoint_in_pod: lakeFS URL as pods reach it, if it differs from the connection's.
+    :param lakefs_endpoint_in_pod: lakeFS URL as pods reach it, if it differs from the connection's;
+        default: the lakeFS connection's extra ``lakefs_endpoint_in_pod``, else its host.
     :param runner: ``kubernetes`` or ``local``; default from ``[mlrepo] runner``.
     :param merge_strategy: ``None`` (fail on conflict), ``dest-wins`` or ``source-wins``.
     :param commit_message: message of the output commit. Templated.
@@ -131,6 +135,9 @@ class LakeFSPodOperator(KubernetesPodOperator):
             Secret("env", variable, lakefs_secret_name, key)  # type: ignore[no-untyped-call]
             for variable, key in contract.CREDENTIAL_VARIABLES.items()
         ]
+        # One try, one pod, one attempt branch: a retry never reattaches to an earlier try's pod
+        # (whose branch it deletes); see pod_lifecycle.remove_earlier_pods.
+        kwargs.setdefault("durable", False)
         super().__init__(secrets=secrets, **kwargs)
         self.inputs = dict(inputs or {})
         self.output_location = output_location
@@ -143,6 +150,15 @@ class LakeFSPodOperator(KubernetesPodOperator):
         self.commit_message = commit_message
         self._contract_env: dict[str, str] | None = None
         self._local_process: LocalProcess | None = None
+        self._plan_annotation: str | None = None
+        #: The pod as last read before KubernetesPodOperator's cleanup (None: gone), and whether it was read.
+        self._final_pod: k8s.V1Pod | None = None
+        self._final_pod_read = False
+        self._published: dict[str, Any] | None = None
+        #: What the container left in ``/airflow/xcom/return.json`` (``do_xcom_push=True``), read by the sidecar.
+        self.container_result: Any = None
+        #: ``imageID`` of the container that ran (kubernetes runner), recorded in the provenance.
+        self.pod_image_id: str | None = None
         #: What this attempt pinned and produced, for get_openlineage_facets_on_complete/failure.
         self.pinned_inputs: dict[str, PinnedInput] = {}
         self.output_commit_id: str | None = None
@@ -203,8 +219,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         check_against_first_attempt(context, pins)
         ti = context["ti"]
         map_index = _map_index(ti)
-        task_key = f"{ti.dag_id}|{context['run_id']}|{ti.task_id}|{map_index}"
-        stale_prefix = f"{ATTEMPT_BRANCH_PREFIX}{_slug(ti.task_id)}-{hashlib.sha1(task_key.encode()).hexdigest()[:12]}-"
+        stale_prefix = self.attempt_branch_prefix(context)
         return AttemptPlan(
             target=target,
             pins=pins,
@@ -223,6 +238,12 @@ class LakeFSPodOperator(KubernetesPodOperator):
             ),
         )
 
+    def attempt_branch_prefix(self, context: Context) -> str:
+        """Prefix of every attempt branch of this task instance (``mlrepo-<task>-<hash>-``)."""
+        ti = context["ti"]
+        task_key = f"{ti.dag_id}|{context['run_id']}|{ti.task_id}|{_map_index(ti)}"
+        return f"{ATTEMPT_BRANCH_PREFIX}{_slug(ti.task_id)}-{hashlib.sha1(task_key.encode()).hexdigest()[:12]}-"
+
     # ---------------------------------------------------------------- execution
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -232,26 +253,126 @@ class LakeFSPodOperator(KubernetesPodOperator):
         if existing is not None:
             self.log.info("Output of this task with these exact inputs already exists: %s; not running again", existing)
             return self.finish(context, plan, existing, reused=True)
+        if self.effective_runner == RUNNER_KUBERNETES:
+            self.prepare_kubernetes(context, plan)
         self.open_attempt(plan)
         try:
             self.run_container(context, plan)
         except TaskDeferred:
             raise
-        except BaseException:
+        except BaseException as exc:
             self.discard_attempt(plan)
+            explained = self.explain_pod_failure(plan)
+            if explained is not None:
+                raise explained from exc
             raise
+        if self._published is not None:
+            # KubernetesPodOperator found the pod already finished and re-entered (and published) at once.
+            return self._published
         return self.publish(context, plan)
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
-        """Deferrable Kubernetes mode: the pod finished; publish (or discard) its output."""
-        plan = self.plan(context)
+        """Deferrable Kubernetes mode: the trigger fired; publish (or discard) the pod's output.
+
+        The plan (pins, attempt branch, fingerprint) is the one the pod was started with, read
+        from its ``mlrepo/plan`` annotation: nothing is pinned again. When the pod still runs,
+        KubernetesPodOperator defers again (``TaskDeferred``): the attempt branch stays.
+        """
+        plan = self.plan_from_pod(context, event)
         self.remember_plan(context, plan)
         try:
-            super().trigger_reentry(context, event)
-        except BaseException:
-            self.discard_attempt(plan)
+            self.container_result = super().trigger_reentry(context, event)
+        except TaskDeferred:
             raise
-        return self.publish(context, plan)
+        except BaseException as exc:
+            self.discard_attempt(plan)
+            explained = self.explain_pod_failure(plan)
+            if explained is not None:
+                raise explained from exc
+            raise
+        self._published = self.publish(context, plan)
+        return self._published
+
+    def plan_from_pod(self, context: Context, event: Mapping[str, Any]) -> AttemptPlan:
+        """The plan recorded on the pod the trigger watched (see :mod:`.pod_lifecycle`)."""
+        namespace, name = str(event["namespace"]), str(event["name"])
+        pod = pod_lifecycle.read_pod(self.client, namespace, name)
+        if pod is None:
+            prefix = self.attempt_branch_prefix(context)
+            target = self.parse_locations()[1]
+            for stale in self.lakefs_hook.list_branches(target.repository, prefix):
+                self.lakefs_hook.delete_branch(target.repository, stale, missing_ok=True)
+            raise PodPlanMissingError(
+                f"Task '{self.task_id}': pod {namespace}/{name} is gone (deleted before the task resumed), and "
+                f"with it the record of what it read; its output was discarded, {target} is untouched",
+                namespace=namespace,
+                pod=name,
+            )
+        recorded = (pod.metadata.annotations or {}).get(pod_lifecycle.PLAN_ANNOTATION)
+        if not recorded:
+            raise PodPlanMissingError(
+                f"Task '{self.task_id}': pod {namespace}/{name} has no {pod_lifecycle.PLAN_ANNOTATION} annotation; "
+                "it was not started by this operator",
+                namespace=namespace,
+                pod=name,
+            )
+        return AttemptPlan(**pod_lifecycle.decode_plan(recorded))
+
+    def prepare_kubernetes(self, context: Context, plan: AttemptPlan) -> None:
+        """Before any write: the namespace and Secret exist; earlier tries' pods are gone."""
+        namespace = self.namespace or "default"
+        pod_lifecycle.check_namespace_and_secret(
+            self.client,
+            task_id=self.task_id,
+            namespace=namespace,
+            secret_name=self.lakefs_secret_name,
+            keys=contract.CREDENTIAL_VARIABLES.values(),
+            target=plan.target,
+        )
+        removed = pod_lifecycle.remove_earlier_pods(
+            self.client,
+            namespace=namespace,
+            labels=self._get_ti_pod_labels(context, include_try_number=False),
+            try_number=context["ti"].try_number,
+        )
+        for name in removed:
+            self.log.info(
+                "Deleted pod %s/%s of an earlier try of this task before discarding its branch", namespace, name
+            )
+
+    def post_complete_action(
+        self, *, pod: k8s.V1Pod, remote_pod: k8s.V1Pod, context: Context, result: dict[Any, Any] | None, **kwargs: Any
+    ) -> None:
+        """Read the pod's final state (image digest, failure reason) before KubernetesPodOperator deletes it."""
+        known = remote_pod or pod
+        if known is not None and known.metadata is not None and known.metadata.name:
+            try:
+                self._final_pod = pod_lifecycle.read_pod(
+                    self.client, known.metadata.namespace or self.namespace or "default", known.metadata.name
+                )
+                self._final_pod_read = True
+            except Exception:
+                self.log.warning("Could not read pod %s after it finished", known.metadata.name, exc_info=True)
+            self.pod_image_id = pod_lifecycle.image_id(self._final_pod or known, self.base_container_name)
+        super().post_complete_action(pod=pod, remote_pod=remote_pod, context=context, result=result, **kwargs)
+
+    def explain_pod_failure(self, plan: AttemptPlan) -> MlRepoError | None:
+        """A clear error naming pod, image, Secret or deadline for the pod that just failed, if known."""
+        if self.effective_runner != RUNNER_KUBERNETES or self._killed:
+            return None
+        request = self.pod or self.pod_request_obj
+        if request is None or request.metadata is None or not request.metadata.name:
+            return None
+        return pod_lifecycle.explain_failure(
+            self._final_pod,
+            task_id=self.task_id,
+            namespace=request.metadata.namespace or self.namespace or "default",
+            name=request.metadata.name,
+            container=self.base_container_name,
+            image=self.image,
+            target=plan.target,
+            deleted=self._final_pod_read and self._final_pod is None,
+        )
 
     def remember_plan(self, context: Context, plan: AttemptPlan) -> None:
         """Keep the pins for lineage (also of a failed attempt) and push the ids the Marquez link needs."""
@@ -319,6 +440,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
     def contract_environment(self, context: Context, plan: AttemptPlan) -> dict[str, str]:
         ti = context["ti"]
         endpoint = self.lakefs_endpoint_in_pod or self.lakefs_hook.settings.endpoint
+        if self.lakefs_endpoint_in_pod is None and self.effective_runner == RUNNER_KUBERNETES:
+            endpoint = pod_lifecycle.endpoint_in_pod(self.lakefs_conn_id) or endpoint
         return contract.container_environment(
             pins=plan.pins,
             output=plan.attempt_output,
@@ -340,7 +463,14 @@ class LakeFSPodOperator(KubernetesPodOperator):
             self.run_locally(env)
             return
         self.prepare_pod_environment(env)
-        super().execute(context)
+        self._plan_annotation = pod_lifecycle.encode_plan(
+            target=plan.target,
+            pins=plan.pins,
+            attempt_branch=plan.attempt_branch,
+            stale_prefix=plan.stale_prefix,
+            fingerprint=plan.fingerprint,
+        )
+        self.container_result = super().execute(context)
 
     def prepare_pod_environment(self, env: Mapping[str, str]) -> None:
         """Set the contract's (non-secret) variables that :meth:`build_pod_request_obj` adds to the pod."""
@@ -386,6 +516,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
                 "mlrepo/output": self._contract_env[contract.OUTPUT],
                 "mlrepo/inputs": self._contract_env[contract.INPUTS],
             }
+            if self._plan_annotation:
+                pod.metadata.annotations[pod_lifecycle.PLAN_ANNOTATION] = self._plan_annotation
         return pod
 
     # ------------------------------------------------------------------ publish
@@ -429,7 +561,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
         self.output_commit_id = commit_id
         self.pinned_inputs = plan.pins
-        return {
+        result = {
             "commit_id": commit_id,
             "output": plan.target.with_ref(commit_id).uri,
             "repository": plan.target.repository,
@@ -438,6 +570,9 @@ class LakeFSPodOperator(KubernetesPodOperator):
             "inputs": {name: pin.to_dict() for name, pin in sorted(plan.pins.items())},
             "reused": reused,
         }
+        if self.container_result is not None:
+            result["container_result"] = self.container_result
+        return result
 
     def provenance(self, context: Context, plan: AttemptPlan) -> dict[str, str]:
         from airflow.sdk.configuration import conf
@@ -468,6 +603,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
             airflow_url=airflow_task_url(base_url, ti.dag_id, context["run_id"], ti.task_id, map_index),
             openlineage_run_id=_openlineage_run_id(ti),
         )
+        if self.pod_image_id:
+            metadata[IMAGE_ID_METADATA] = self.pod_image_id
         ids = task_lineage_ids(ti)
         if ids is not None:
             # the run that wrote this commit, so readers can link to it in Marquez (lineage/marquez.py)

@@ -9,8 +9,9 @@ Used by the ``mlrepo stack`` CLI, by test fixtures and by CI::
     stack.down()
 
 Components (:data:`COMPONENTS`): ``"postgres"``, ``"lakefs"``, ``"marquez"``, ``"airflow-db"`` and
-``"airflow"`` (api-server, scheduler, dag-processor and triggerer; opt-in: ``up()`` without
-arguments starts :data:`DEFAULT_COMPONENTS`, every component but this one).
+``"kubernetes"`` (a single-node cluster, see :mod:`mlrepo_devstack.stack.kubernetes`) and
+``"airflow"`` (api-server, scheduler, dag-processor and triggerer). The last two are opt-in:
+``up()`` without arguments starts :data:`DEFAULT_COMPONENTS`, every component but these.
 lakeFS, PostgreSQL and the Airflow DB are required: if one fails, :func:`up` raises
 :class:`StackError`. Marquez is optional: when it cannot be provided its status is
 ``unavailable`` with the reason, and ``stack.env`` says ``MARQUEZ_STATUS=unavailable: <reason>``.
@@ -29,7 +30,7 @@ import time
 from typing import TYPE_CHECKING
 
 from airflow_mlrepo.exceptions import StackError, StackNotUpError
-from mlrepo_devstack.stack import airflow_db, airflow_services, lakefs, marquez, postgres
+from mlrepo_devstack.stack import airflow_db, airflow_services, kubernetes, lakefs, marquez, postgres
 from mlrepo_devstack.stack.state import (
     StackSettings,
     load_or_create_secrets,
@@ -44,6 +45,7 @@ from mlrepo_devstack.stack.status import (
     COMPONENTS,
     DEFAULT_COMPONENTS,
     DEPENDENCIES,
+    KUBERNETES,
     LAKEFS,
     MARQUEZ,
     POSTGRES,
@@ -61,6 +63,7 @@ __all__ = [
     "AIRFLOW_DB",
     "COMPONENTS",
     "DEFAULT_COMPONENTS",
+    "KUBERNETES",
     "LAKEFS",
     "MARQUEZ",
     "POSTGRES",
@@ -104,6 +107,8 @@ def _component_status(
         return marquez.status(settings)
     if name == AIRFLOW:
         return airflow_services.status(settings)
+    if name == KUBERNETES:
+        return kubernetes.status(settings)
     return airflow_db.status(settings, postgres_running)
 
 
@@ -162,6 +167,10 @@ def stack_env_values(settings: StackSettings, secrets: Mapping[str, str], curren
     airflow_status = current.components.get(AIRFLOW)
     if airflow_status is not None and airflow_status.state == "running":
         values["AIRFLOW_API_URL"] = airflow_services.api_endpoint(settings)
+    kubernetes_status = current.components.get(KUBERNETES)
+    if kubernetes_status is not None and kubernetes_status.state == "running":
+        values["KUBECONFIG"] = str(kubernetes.kubeconfig_path(settings))
+        values["MLREPO_LAKEFS_ENDPOINT_IN_POD"] = kubernetes.lakefs_endpoint_in_pod(settings)
     return values
 
 
@@ -195,6 +204,8 @@ def up(components: Sequence[str] | None = None) -> StackStatus:
                     brought_up[name] = lakefs.up(settings, secrets)
                 elif name == MARQUEZ:
                     brought_up[name] = marquez.up(settings, secrets)
+                elif name == KUBERNETES:
+                    brought_up[name] = kubernetes.up(settings, secrets)
                 elif name == AIRFLOW:
                     brought_up[name] = airflow_services.up(settings, secrets)
                     brought_up.pop(LAKEFS, None)  # it may have restarted lakeFS: read its status again
@@ -228,6 +239,8 @@ def down(components: Sequence[str] | None = None) -> None:
                 continue
             if name == AIRFLOW:
                 airflow_services.down(settings)
+            elif name == KUBERNETES:
+                kubernetes.down(settings)
             elif name == MARQUEZ:
                 marquez.down(settings)
             elif name == LAKEFS:

@@ -9,7 +9,12 @@ Optional: ``stack.up()`` without arguments does not start it; ``stack.up(["airfl
 * ``LocalExecutor``, ``SimpleAuthManager`` with ``simple_auth_manager_all_admins=True`` (no login:
   a local development stack), examples off, the DAGs folder re-listed every 5 s and files re-parsed
   every 10 s, triggerer capacity 2000.
-* ``[mlrepo] runner = local``: operators run their container command as a local process.
+* ``[mlrepo] runner``: ``local`` (the default: operators run their container command as a local
+  process) or, with ``MLREPO_RUNNER=kubernetes``, ``kubernetes``: pods on the stack's cluster
+  (component ``kubernetes``), through the connection ``kubernetes_default`` (the cluster's admin
+  kubeconfig, namespace ``default``, the XCom sidecar image built here), with the lakeFS
+  connection's extra ``lakefs_endpoint_in_pod`` (the bridge gateway). ``MLREPO_DEFERRABLE=true``
+  sets ``[operators] default_deferrable``: the same DAGs then run their pods deferrably.
 * The four components share a generated JWT secret and Fernet key (``secrets.env``), the lakeFS
   connection ``lakefs_default`` and the lakeFS webhook secret (``[mlrepo] webhook_secret``). If the
   stack's lakeFS runs without that secret in its environment (it was started by an older version
@@ -75,12 +80,49 @@ WORKER_LOG_PORT_OFFSET = 713
 TRIGGER_LOG_PORT_OFFSET = 714
 
 
+RUNNERS = ("local", "kubernetes")
+
+
+def runner() -> str:
+    """``MLREPO_RUNNER`` (``local`` or ``kubernetes``), default ``local``."""
+    value = os.environ.get("MLREPO_RUNNER", "").strip().lower() or "local"
+    if value not in RUNNERS:
+        raise StackError(f"MLREPO_RUNNER={value!r}: use one of {', '.join(RUNNERS)}")
+    return value
+
+
+def deferrable() -> bool:
+    """``MLREPO_DEFERRABLE``: whether operators default to deferrable mode (``[operators] default_deferrable``)."""
+    return os.environ.get("MLREPO_DEFERRABLE", "").strip().lower() in ("1", "true", "yes")
+
+
+def _kubernetes_settings(settings: StackSettings) -> tuple[dict[str, str], dict[str, str]]:
+    """Extra environment and lakeFS connection extras for ``runner = kubernetes``."""
+    from mlrepo_devstack.stack import kubernetes
+
+    env = {
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(kubernetes.airflow_connection(settings)),
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable()),
+    }
+    return env, {"lakefs_endpoint_in_pod": kubernetes.lakefs_endpoint_in_pod(settings)}
+
+
 def environment(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str, str]:
     """The environment of every component: the caller's minus any ``AIRFLOW*`` settings, plus ours."""
     base = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
     endpoint = api_endpoint(settings)
     lakefs_endpoint = lakefs.endpoint(settings)
+    pod_env, lakefs_extra = _kubernetes_settings(settings) if runner() == "kubernetes" else ({}, {})
+    lakefs_connection: dict[str, object] = {
+        "conn_type": "lakefs",
+        "host": lakefs_endpoint,
+        "login": secrets["LAKEFS_ACCESS_KEY_ID"],
+        "password": secrets["LAKEFS_SECRET_ACCESS_KEY"],
+    }
+    if lakefs_extra:
+        lakefs_connection["extra"] = lakefs_extra
     return {
+        **pod_env,
         **base,
         "AIRFLOW_HOME": str(airflow_home(settings)),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": connection_url(settings, secrets),
@@ -109,17 +151,10 @@ def environment(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         "AIRFLOW__TRIGGERER__CAPACITY": str(TRIGGERER_CAPACITY),
         "AIRFLOW__MLREPO__WEBHOOK_SECRET": secrets["MLREPO_WEBHOOK_SECRET"],
-        # No Kubernetes here: the training/inference operators run their container commands as
-        # local processes of the worker (the example DAGs' images are installed in the venv).
-        "AIRFLOW__MLREPO__RUNNER": "local",
-        "AIRFLOW_CONN_LAKEFS_DEFAULT": json.dumps(
-            {
-                "conn_type": "lakefs",
-                "host": lakefs_endpoint,
-                "login": secrets["LAKEFS_ACCESS_KEY_ID"],
-                "password": secrets["LAKEFS_SECRET_ACCESS_KEY"],
-            }
-        ),
+        # local: the training/inference operators run their container commands as local processes
+        # of the worker (the example DAGs' images are installed in the venv); kubernetes: pods.
+        "AIRFLOW__MLREPO__RUNNER": runner(),
+        "AIRFLOW_CONN_LAKEFS_DEFAULT": json.dumps(lakefs_connection),
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -130,6 +165,8 @@ def _configuration(settings: StackSettings) -> dict[str, str]:
         "AIRFLOW_VERSION": airflow_version(),
         "PORT": str(settings.airflow_port),
         "DAGS_FOLDER": str(dags_folder(settings)),
+        "RUNNER": runner(),
+        "DEFERRABLE": str(deferrable()),
     }
 
 

@@ -20,10 +20,11 @@ POSTGRES = "postgres"
 MARQUEZ = "marquez"
 AIRFLOW_DB = "airflow-db"
 AIRFLOW = "airflow"
+KUBERNETES = "kubernetes"
 
 #: Every component, in start order.
-COMPONENTS: tuple[str, ...] = (POSTGRES, LAKEFS, MARQUEZ, AIRFLOW_DB, AIRFLOW)
-#: What ``up()`` starts when no component is named. The Airflow services are opt-in.
+COMPONENTS: tuple[str, ...] = (POSTGRES, LAKEFS, MARQUEZ, AIRFLOW_DB, KUBERNETES, AIRFLOW)
+#: What ``up()`` starts when no component is named. The Airflow services and Kubernetes are opt-in.
 DEFAULT_COMPONENTS: tuple[str, ...] = (POSTGRES, LAKEFS, MARQUEZ, AIRFLOW_DB)
 #: Components whose failure makes ``up`` fail. Marquez is optional: its failure is reported.
 REQUIRED_COMPONENTS: frozenset[str] = frozenset({POSTGRES, LAKEFS, AIRFLOW_DB})
@@ -33,6 +34,7 @@ DEPENDENCIES: Mapping[str, tuple[str, ...]] = {
     LAKEFS: (),
     MARQUEZ: (POSTGRES,),
     AIRFLOW_DB: (POSTGRES,),
+    KUBERNETES: (LAKEFS,),
     AIRFLOW: (POSTGRES, AIRFLOW_DB),
 }
 
