@@ -32,7 +32,7 @@ from mlrepo_iris import seed
 
 from airflow_mlrepo.exceptions import PodRunError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX, IMAGE_ID_METADATA
+from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX
 from airflow_mlrepo.operators.pod_lifecycle import PLAN_ANNOTATION
 from tests.conftest import REAL_SERVICES
 from tests.integration.conftest import LakeFSServer
@@ -144,7 +144,7 @@ def test_train_then_predict_pods_read_pinned_commits_with_secret_and_record_dige
     assert meta["mlrepo.input.training_data"] == f"lakefs://{data}/{pinned}/data/"
     assert meta["mlrepo.runner"] == "kubernetes"
     assert meta["mlrepo.image"] == "ghcr.io/airflow-mlrepo/iris:0.1.0"
-    assert meta[IMAGE_ID_METADATA].startswith(("sha256:", "ghcr.io/airflow-mlrepo/iris@sha256:"))
+    assert meta["mlrepo.image_id"].startswith(("sha256:", "ghcr.io/airflow-mlrepo/iris@sha256:"))
     assert hook.read_object_bytes(models, "main", "model/model.pkl")
     for value in meta.values():
         assert lakefs_server.secret_access_key not in value

@@ -262,7 +262,8 @@ def ensure_binaries(settings: StackSettings) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="mlrepo-k8s-build-") as work_dir:
-        Path(work_dir, "go.mod").write_bytes(_module_file("go.mod"))
+        for name in ("go.mod", "go.sum"):
+            Path(work_dir, name).write_bytes(_module_file(name))
         completed = run_logged(
             [
                 go,
