@@ -9,7 +9,6 @@ the worker-kill test runs the first try in a child process and SIGKILLs it.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -123,11 +122,10 @@ def test_train_then_predict_pods_read_pinned_commits_with_secret_and_record_dige
     repos: tuple[str, str],
     kube: k8s_client.CoreV1Api,
     lakefs_server: LakeFSServer,
-    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     data, models = repos
     pinned = hook.get_branch_head(data, "main")
-    caplog.set_level(logging.INFO)
     op = make_operator(
         "train",
         **_train_kwargs(
@@ -149,14 +147,15 @@ def test_train_then_predict_pods_read_pinned_commits_with_secret_and_record_dige
     for value in meta.values():
         assert lakefs_server.secret_access_key not in value
     # the container's own output, streamed from the pod into the task log
-    assert "hyperparameters:" in caplog.text
-    assert lakefs_server.secret_access_key not in caplog.text
+    task_log = "".join(capfd.readouterr())
+    assert "[base] [train] hyperparameters:" in task_log
+    assert lakefs_server.secret_access_key not in task_log
     # the pod spec named the Secret, never the credentials
     request = op.pod_request_obj
     assert request is not None
     env = {e.name: e for e in request.spec.containers[0].env}
     assert env["LAKEFS_SECRET_ACCESS_KEY"].value_from.secret_key_ref.name == "mlrepo-lakefs"
-    assert env["MLREPO_LAKEFS_ENDPOINT"].value == "http://10.88.0.1:" + lakefs_server.endpoint.rsplit(":", 1)[1]
+    assert env["LAKEFS_ENDPOINT"].value == "http://10.88.0.1:" + lakefs_server.endpoint.rsplit(":", 1)[1]
     assert lakefs_server.secret_access_key not in json.dumps(request.to_dict(), default=str)
     assert _attempt_branches(hook, models) == []
 
