@@ -1,8 +1,9 @@
 # airflow-mlrepo developer entry points. Every target installs what it needs first.
 #
 #   make demo    install everything, start the local stack, run `mlrepo demo` (the README's first command)
-#   make test    install everything, start the local stack, lint, build the docs, run unit + integration + e2e tests,
-#                then the iris journeys again as pods on the stack's Kubernetes cluster (deferrable and sync)
+#   make test    install everything, start the local stack, lint, build the docs, run unit + integration + e2e tests
+#                (the pod tests of tests/integration start the stack's Kubernetes cluster themselves)
+#   make e2e-kubernetes  the iris journeys again as pods on the stack's Kubernetes cluster (deferrable and sync)
 #   make kubernetes  start the stack's single-node Kubernetes cluster (root; builds it the first time) and the iris image
 #   make docs    build the docs site into site/ (mkdocs build --strict: warnings fail)
 #   make stack   install everything, start the local stack, print its URLs and credentials
@@ -87,7 +88,6 @@ e2e-kubernetes: install browser
 test: lint browser
 	$(BIN)/mlrepo stack up
 	$(BIN)/pytest tests/unit tests/integration tests/e2e -m "unit or integration or e2e"
-	$(MAKE) e2e-kubernetes
 
 frameworks: install frameworks-install
 	$(BIN)/mlrepo stack up
