@@ -141,3 +141,8 @@ def test_create_after_delete_gives_up_with_the_conflict() -> None:
     lakefs = _DeletingLakeFS("local://old", creates_until_gone=10**6)
     with pytest.raises(LakeFSConflictError, match="iris-train"):
         demo.create_repository_after_delete(lakefs, "iris-train", "local://new", timeout=0.05, pause=0)  # type: ignore[arg-type]
+
+
+def test_the_default_dags_source_is_the_checkout_s_dags_folder() -> None:
+    assert demo.repository_root() == ROOT
+    assert demo.DemoSettings.from_stack(STACK_ENV).dags_source == ROOT / "dags"

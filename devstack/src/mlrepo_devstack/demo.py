@@ -80,8 +80,13 @@ class DemoError(MlRepoError):
 
 
 def repository_root() -> Path:
-    """The source checkout this package runs from (``dags/`` lives there)."""
-    return Path(__file__).resolve().parents[1]
+    """The source checkout this package runs from: the nearest folder above it with ``dags/`` in it
+    (``devstack/src/mlrepo_devstack/demo.py`` sits three levels below the checkout's root)."""
+    here = Path(__file__).resolve()
+    for folder in here.parents:
+        if (folder / "dags" / f"{TRAINING_DAG}.py").is_file():
+            return folder
+    return here.parents[3]
 
 
 @dataclass(frozen=True)

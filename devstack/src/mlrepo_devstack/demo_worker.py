@@ -20,6 +20,7 @@ the file the api-server reads for that attempt (``[logging] base_log_folder`` +
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,25 +41,46 @@ def _answer(channel: IO[str], payload: dict[str, Any]) -> None:
 
 
 class TaskLogFile(logging.Handler):
-    """Writes log records as the JSON lines Airflow's log reader parses (``timestamp``, ``level``, ``event``)."""
+    """The open log file of the running task: Airflow's structlog events (through :meth:`tee`, a
+    processor put before the renderer) and plain ``logging`` records, as the JSON lines Airflow's log
+    reader parses (``timestamp``, ``level``, ``event``, ``logger``)."""
+
+    current: TaskLogFile | None = None
 
     def __init__(self, path: Path) -> None:
         super().__init__(level=logging.INFO)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a", encoding="utf-8")
 
+    def write(self, line: dict[str, Any]) -> None:
+        self._file.write(json.dumps(line, default=str) + "\n")
+        self._file.flush()
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = {
-                "timestamp": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(),
-                "level": record.levelname.lower(),
-                "event": record.getMessage(),
-                "logger": record.name,
-            }
-            self._file.write(json.dumps(line) + "\n")
-            self._file.flush()
+            self.write(
+                {
+                    "timestamp": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(),
+                    "level": record.levelname.lower(),
+                    "event": record.getMessage(),
+                    "logger": record.name,
+                }
+            )
         except Exception:
             self.handleError(record)
+
+    @staticmethod
+    def tee(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        """structlog processor: copy the event to the running task's file, pass it on unchanged."""
+        current = TaskLogFile.current
+        if current is not None:
+            line = {key: value for key, value in event_dict.items() if not key.startswith("_")}
+            line.setdefault("timestamp", datetime.now(timezone.utc).isoformat())
+            line.setdefault("level", method_name)
+            line.setdefault("logger", line.pop("logger_name", None) or getattr(logger, "name", ""))
+            with contextlib.suppress(Exception):
+                current.write(line)
+        return event_dict
 
     def close(self) -> None:
         self._file.close()
@@ -77,17 +99,24 @@ def task_log_path(ti: Any) -> Path:
 
 def log_each_task_to_its_file() -> None:
     """Wrap ``run_task_in_process`` (what ``dag.test()`` calls per task) so each task's logs land in its file."""
+    import structlog
     from airflow.sdk.execution_time import supervisor
 
     original: Callable[..., Any] = supervisor.run_task_in_process
+    processors = structlog.get_config()["processors"]
+    if TaskLogFile.tee not in processors:
+        # In place, before the renderer: loggers Airflow already made share this list.
+        processors.insert(max(len(processors) - 1, 0), TaskLogFile.tee)
 
     def run_task_in_process(ti: Any, task: Any, client: Any = None) -> Any:
         handler = TaskLogFile(task_log_path(ti))
         root = logging.getLogger()
         root.addHandler(handler)
+        TaskLogFile.current = handler
         try:
             return original(ti=ti, task=task, client=client)
         finally:
+            TaskLogFile.current = None
             root.removeHandler(handler)
             handler.close()
 
