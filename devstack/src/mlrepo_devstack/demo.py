@@ -26,8 +26,9 @@ What it does, in order (each step prints what it did and how long it took):
 Running it again is safe: the repositories are recreated, and the same logical dates replace the
 earlier demo's Airflow runs (same run ids).
 
-Lineage: when Marquez runs (``MARQUEZ_URL`` in ``stack.env``), OpenLineage events go to it over
-HTTP; otherwise they go to a local JSON-lines file and the demo says so.
+Lineage: when Marquez runs (``MARQUEZ_URL`` in ``stack.env``: the stack's own, or the external one
+named by ``MLREPO_MARQUEZ_URL``), OpenLineage events go to it through the provider's outbox (with
+``MARQUEZ_API_KEY`` as the API key if set); otherwise they stay in the outbox and the demo says so.
 """
 
 from __future__ import annotations
@@ -322,6 +323,7 @@ def airflow_environment(
                 "AIRFLOW_CONN_LAKEFS_DEFAULT", stack_airflow.get("AIRFLOW_CONN_LAKEFS_DEFAULT", "")
             ),
             REPO_PREFIX_VARIABLE: settings.repository_prefix,
+            "AIRFLOW__OPENLINEAGE__DISABLED": "False",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": "mlrepo-demo",
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(lineage_transport(settings, stack_env)),
             "PYTHONUNBUFFERED": "1",
@@ -329,6 +331,8 @@ def airflow_environment(
     )
     if settings.airflow_ui:
         env["AIRFLOW__API__BASE_URL"] = settings.airflow_ui
+    if stack_env.get("MARQUEZ_URL"):
+        env["AIRFLOW__MLREPO__MARQUEZ_URL"] = stack_env["MARQUEZ_URL"]
     return env
 
 
@@ -345,8 +349,10 @@ def outbox_transport_available() -> bool:
 def lineage_transport(settings: DemoSettings, stack_env: Mapping[str, str]) -> dict[str, Any]:
     """OpenLineage events go to the on-disk outbox, delivered to Marquez when it runs; without the
     outbox module, straight to Marquez over HTTP, or to a JSON-lines file when Marquez is not running."""
+    from mlrepo_devstack.stack.marquez import http_transport_options
+
     marquez = stack_env.get("MARQUEZ_URL")
-    http = {"url": marquez, "endpoint": "api/v1/lineage"} if marquez else None
+    http = http_transport_options(marquez, stack_env.get("MARQUEZ_API_KEY")) if marquez else None
     if outbox_transport_available():
         transport: dict[str, Any] = {"type": OUTBOX_TRANSPORT, "outbox_dir": str(settings.lineage_outbox)}
         if http:
