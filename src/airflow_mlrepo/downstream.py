@@ -343,7 +343,8 @@ def recompute_plan(report: DownstreamReport) -> list[RecomputeItem]:
                     out,
                     False,
                     f"its input '{node.via}' is pinned to {node.via_commit[:12]}{policy}: a "
-                    "cleared run would read the same commit; start a new run on fixed data (e.g. retrain after the revert)",
+                    "cleared run would read the same commit; start a new run on fixed data "
+                    "(e.g. retrain after the revert)",
                 )
             )
     return items

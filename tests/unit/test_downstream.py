@@ -115,7 +115,8 @@ def lakefs() -> History:
             "input_data": _pin("input_data", "input", "batches/", "batch", "as_of"),
             "model": _pin("model", "models", "model/", model_commit, "latest"),
         }
-        return h.add("predictions", commit, "predictions", _output("predictions", pins, "iris_inference", run, "predict"))
+        metadata = _output("predictions", pins, "iris_inference", run, "predict")
+        return h.add("predictions", commit, "predictions", metadata)
 
     h.add("models", "m0", "Repository created")
     h.add("predictions", "p0", "Repository created")

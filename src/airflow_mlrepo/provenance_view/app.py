@@ -123,6 +123,14 @@ def task_provenance(
         return TaskProvenance(None, f"{what} committed {location.uri}, but its provenance cannot be read: {exc}")
 
 
+def parse_map_index(raw: str) -> int:
+    """The map index the UI filled in; an unmapped task gets ``{MAP_INDEX}`` left as it is (Airflow 3.3), -1."""
+    try:
+        return int(raw)
+    except ValueError:
+        return -1
+
+
 def create_app(
     *,
     xcom_reader: Callable[[str, str, str, int], Any] = read_return_value,
@@ -153,11 +161,11 @@ def create_app(
 
     @app.get(PAGE_ROUTE, response_class=HTMLResponse)
     def page(
-        dag_id: str = Query(...), run_id: str = Query(...), task_id: str = Query(...), map_index: int = Query(-1)
+        dag_id: str = Query(...), run_id: str = Query(...), task_id: str = Query(...), map_index: str = Query("-1")
     ) -> HTMLResponse:
         try:
             found = task_provenance(
-                dag_id, run_id, task_id, map_index, xcom_reader=xcom_reader, hook_factory=hook_factory
+                dag_id, run_id, task_id, parse_map_index(map_index), xcom_reader=xcom_reader, hook_factory=hook_factory
             )
         except MlRepoError as exc:
             return HTMLResponse(render_message(str(exc), error=True), status_code=502)
@@ -167,11 +175,11 @@ def create_app(
 
     @app.get(API_ROUTE)
     def api(
-        dag_id: str = Query(...), run_id: str = Query(...), task_id: str = Query(...), map_index: int = Query(-1)
+        dag_id: str = Query(...), run_id: str = Query(...), task_id: str = Query(...), map_index: str = Query("-1")
     ) -> JSONResponse:
         try:
             found = task_provenance(
-                dag_id, run_id, task_id, map_index, xcom_reader=xcom_reader, hook_factory=hook_factory
+                dag_id, run_id, task_id, parse_map_index(map_index), xcom_reader=xcom_reader, hook_factory=hook_factory
             )
         except MlRepoError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=502)
