@@ -18,6 +18,7 @@ from airflow_mlrepo.exceptions import MlRepoError
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
 
     from airflow_mlrepo.hooks.lakefs import LakeFSHook
     from airflow_mlrepo.provenance_report import Links
@@ -113,7 +114,9 @@ def recompute(hook: LakeFSHook, args: argparse.Namespace, links: Links) -> int:
     return EXIT_OK
 
 
-def add_recompute_command(groups: argparse._SubParsersAction[argparse.ArgumentParser], handler: object) -> None:
+def add_recompute_command(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], handler: Callable[[argparse.Namespace], int]
+) -> None:
     parser = groups.add_parser(
         "recompute",
         help="clear the Airflow runs of every current output derived from a commit, so they run again",
