@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,9 @@ class ProvenanceNode:
     model_policy: str | None = None
     airflow: AirflowRun | None = None
     inputs: tuple[ProvenanceNode, ...] = field(default_factory=tuple)
+    #: Datum pipelines: the run's counts, and the batch task (commit + run) that computed this object.
+    datums: dict[str, Any] | None = None
+    computed_by: dict[str, Any] | None = None
 
     @property
     def location(self) -> str:
@@ -154,6 +157,8 @@ class ProvenanceNode:
             "command": self.command,
             "hyperparameters": self.hyperparameters,
             "model_policy": self.model_policy,
+            "datums": self.datums,
+            "computed_by": self.computed_by,
         }
         data.update({key: value for key, value in optional.items() if value is not None})
         if self.airflow is not None:
@@ -251,7 +256,70 @@ def trace(
             path=location.path,
         )
     role = commit.metadata.get("mlrepo.output_kind") or KIND_OUTPUT
-    return _node(hook, links, role, location.repository, location.path, commit, _Pin(), depth=0, seen=set())
+    node = _node(hook, links, role, location.repository, location.path, commit, _Pin(), depth=0, seen=set())
+    if DATUMS_PIPELINE in commit.metadata:
+        batch = commit if DATUMS_BATCH in commit.metadata else _batch_commit(hook, location)
+        publish = commit if DATUMS_BATCH not in commit.metadata else _publishing_commit(hook, location, commit)
+        node = replace(
+            node,
+            datums=datum_counts(publish.metadata, publish.id) if publish is not None else None,
+            computed_by=_computed_by(links, location.repository, batch) if batch is not None else None,
+        )
+    return node
+
+
+DATUMS_PIPELINE = "mlrepo.datums.pipeline"
+DATUMS_BATCH = "mlrepo.datums.batch"
+_DATUM_COUNTS = ("mode", "reason", "processed", "skipped", "deleted", "total", "reprocess_spec")
+#: How many commits that changed an object the report reads to find the batch that computed it.
+_BATCH_LOOKBACK = 10
+
+
+def datum_counts(metadata: Mapping[str, str], commit_id: str) -> dict[str, Any]:
+    """A datum run's counts (processed, skipped, deleted, total, mode, ...) from the commit that published it."""
+    counts: dict[str, Any] = {"pipeline": metadata.get(DATUMS_PIPELINE), "published_in": commit_id}
+    for key in _DATUM_COUNTS:
+        value = metadata.get(f"mlrepo.datums.{key}")
+        if value is not None:
+            counts[key] = int(value) if value.isdigit() else value
+    tasks = _json_or_none(metadata.get("mlrepo.datums.tasks"))
+    if isinstance(tasks, list):
+        counts["tasks"] = len(tasks)
+    return counts
+
+
+def _batch_commit(hook: LakeFSHook, location: LakeFSLocation) -> LakeFSCommit | None:
+    """The datum batch commit that last wrote ``location`` (an object), if any."""
+    if not location.path or location.path.endswith("/"):
+        return None
+    for commit in hook.log_commits(location.repository, location.ref, objects=[location.path], amount=_BATCH_LOOKBACK):
+        if DATUMS_BATCH in commit.metadata:
+            return commit
+    return None
+
+
+def _publishing_commit(hook: LakeFSHook, location: LakeFSLocation, batch: LakeFSCommit) -> LakeFSCommit | None:
+    """The commit on the ref's first-parent history whose datum run merged ``batch``."""
+    for commit in hook.log_commits(location.repository, location.ref, amount=FIRST_PARENT_LOOKBACK, first_parent=True):
+        if batch.id in commit.metadata.get("mlrepo.datums.tasks", ""):
+            return commit
+    return None
+
+
+def _computed_by(links: Links, repository: str, batch: LakeFSCommit) -> dict[str, Any]:
+    """The mapped task attempt that computed an object: its batch commit's run."""
+    meta = batch.metadata
+    return {
+        "commit_id": batch.id,
+        "commit_url": links.commit(repository, batch.id),
+        "batch": int(meta[DATUMS_BATCH]),
+        "dag_id": meta.get("mlrepo.dag_id", ""),
+        "run_id": meta.get("mlrepo.run_id", ""),
+        "task_id": meta.get("mlrepo.task_id", ""),
+        "map_index": meta.get("mlrepo.map_index", "-1"),
+        "try_number": meta.get("mlrepo.try_number", ""),
+        "task_url": meta.get(f"{LAKEFS_AIRFLOW}url[url:ui]"),
+    }
 
 
 def _node(
@@ -411,6 +479,23 @@ def _add(tree: Tree, node: ProvenanceNode) -> None:
     branch.add(code)
     if node.model_policy:
         branch.add(f"model policy [bold]{escape(node.model_policy)}[/bold]")
+    if node.datums:
+        counts = node.datums
+        branch.add(
+            f"datums ({escape(str(counts.get('mode', '?')))}): {counts.get('processed', '?')} processed, "
+            f"{counts.get('skipped', '?')} skipped, {counts.get('deleted', '?')} deleted of {counts.get('total', '?')}"
+            f" in {counts.get('tasks', '?')} task(s), published in {_short(str(counts.get('published_in', '')))}"
+        )
+    if node.computed_by:
+        by = node.computed_by
+        text = (
+            f"computed by  run {escape(str(by['run_id']))}  task {escape(str(by['task_id']))}  map index "
+            f"{escape(str(by['map_index']))}  try {escape(str(by['try_number']))}  "
+            f"commit {_short(str(by['commit_id']))}"
+        )
+        if by.get("task_url"):
+            text += f"\n[link={by['task_url']}]{escape(str(by['task_url']))}[/link]"
+        branch.add(text)
     for child in node.inputs:
         _add(branch, child)
 

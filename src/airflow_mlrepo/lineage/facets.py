@@ -8,6 +8,7 @@ class                              key                     where
 ``LakeFSCommitDatasetFacet``       ``lakefs_commit``       every lakeFS input and output dataset
 ``MlrepoModelChoiceRunFacet``      ``mlrepo_modelChoice``  inference runs (policy + resolved commit)
 ``MlrepoContainerRunFacet``        ``mlrepo_container``    training and inference runs (image)
+``MlrepoDatumsRunFacet``           ``mlrepo_datums``       datum pipelines (processed, skipped, ...)
 =================================  ======================  =========================================
 
 Each facet's JSON schema ships inside the package (``airflow_mlrepo/lineage/schemas/<version>/``,
@@ -37,6 +38,7 @@ SCHEMA_DIR = Path(__file__).with_name("schemas") / FACET_SCHEMA_VERSION
 LAKEFS_COMMIT_FACET = "lakefs_commit"
 MODEL_CHOICE_FACET = "mlrepo_modelChoice"
 CONTAINER_FACET = "mlrepo_container"
+DATUMS_FACET = "mlrepo_datums"
 
 
 def schema_url(facet_class: str) -> str:
@@ -117,13 +119,34 @@ class MlrepoContainerRunFacet(RunFacet):
         return schema_url("MlrepoContainerRunFacet")
 
 
+@attr.define
+class MlrepoDatumsRunFacet(RunFacet):
+    """What a datum pipeline's run did: datums processed, skipped, deleted, of how many, in how many tasks."""
+
+    mode: str
+    processed: int
+    skipped: int
+    deleted: int
+    total: int
+    tasks: int
+    reason: str | None = attr.field(default=None)
+
+    _additional_skip_redact: ClassVar[list[str]] = ["mode", "reason"]
+
+    @staticmethod
+    def _get_schema() -> str:
+        return schema_url("MlrepoDatumsRunFacet")
+
+
 __all__ = [
     "CONTAINER_FACET",
+    "DATUMS_FACET",
     "LAKEFS_COMMIT_FACET",
     "MODEL_CHOICE_FACET",
     "LakeFSCommitDatasetFacet",
     "LakeFSProducerRun",
     "MlrepoContainerRunFacet",
+    "MlrepoDatumsRunFacet",
     "MlrepoModelChoiceRunFacet",
     "load_schema",
     "schema_path",

@@ -207,6 +207,28 @@ def on_failure(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
     return _operator_lineage(inputs=input_datasets(operator, pins), run_facets=run_facets(operator, pins))
 
 
+def datums_on_complete(operator: Any) -> OperatorLineage[Any, Any]:
+    """A datum pipeline's ``commit`` task: the pinned inputs, the target at the one published commit, the counts."""
+    from airflow_mlrepo.lineage.facets import DATUMS_FACET, MlrepoDatumsRunFacet
+
+    pins = _pins(operator)
+    counts = dict(getattr(operator, "counts", None) or {})
+    facets: dict[str, RunFacet] = {}
+    if counts:
+        facets[DATUMS_FACET] = MlrepoDatumsRunFacet(
+            mode=str(counts.get("mode", "")),
+            processed=int(counts.get("processed", 0)),
+            skipped=int(counts.get("skipped", 0)),
+            deleted=int(counts.get("deleted", 0)),
+            total=int(counts.get("total", 0)),
+            tasks=int(counts.get("tasks", 0)),
+            reason=counts.get("reason"),
+        )
+    return _operator_lineage(
+        inputs=input_datasets(operator, pins), outputs=output_datasets(operator), run_facets=facets
+    )
+
+
 def sensor_on_complete(sensor: Any, head: str | None) -> OperatorLineage[Any, Any]:
     """A ``LakeFSCommitSensor``'s inputs: what it watched, at the branch head that carried the new commits."""
     paths = list(sensor.prefixes or sensor.objects or [""])
@@ -218,6 +240,7 @@ def sensor_on_complete(sensor: Any, head: str | None) -> OperatorLineage[Any, An
 
 
 __all__ = [
+    "datums_on_complete",
     "execution_parameters",
     "input_datasets",
     "model_choice",
