@@ -62,11 +62,12 @@ def run_dag(prefix: str, conf: dict[str, object] | None = None) -> DagRunResult:
         "MLREPO_IRIS_REPO_PREFIX": prefix,
         "MLREPO_SCORING_DATUMS_PER_TASK": str(DATUMS_PER_TASK),
         "AIRFLOW__MLREPO__RUNNER": "local",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
     }
     command = [AIRFLOW, "dags", "test", DAG_ID]
     if conf is not None:
         command += ["-c", json.dumps(conf)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     return DagRunResult(DAG_ID, result.returncode, result.stdout + result.stderr)
 
 
@@ -122,6 +123,7 @@ class ContainerKiller(threading.Thread):
             time.sleep(0.02)
 
 
+@pytest.mark.timeout(1800)  # five `airflow dags test` runs; about 3 minutes on an idle 2-core machine
 def test_only_changed_datums_are_processed_in_mapped_tasks_and_published_in_one_commit(
     hook: LakeFSHook, scoring: str
 ) -> None:

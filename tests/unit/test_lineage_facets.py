@@ -125,6 +125,10 @@ def test_run_facets_are_v2_run_facets_valid_against_their_schemas() -> None:
     assert isinstance(container, RunFacet)
     _validate("MlrepoModelChoiceRunFacet", facets.MODEL_CHOICE_FACET, choice)
     _validate("MlrepoContainerRunFacet", facets.CONTAINER_FACET, container)
+    counts = facets.MlrepoDatumsRunFacet(
+        mode="incremental", processed=1, skipped=100, deleted=0, total=101, tasks=1, reason="diff"
+    )
+    _validate("MlrepoDatumsRunFacet", facets.DATUMS_FACET, counts)
 
 
 def test_schemas_ship_in_the_wheel(tmp_path: Path) -> None:
