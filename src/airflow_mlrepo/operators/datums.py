@@ -542,21 +542,14 @@ class LakeFSDatumBatchOperator(LakeFSPodOperator):
     def datums(self) -> list[Datum]:
         return [Datum.from_dict(d) for d in self._batch()["datums"]]
 
-    def open_attempt(self, plan: AttemptPlan) -> None:
-        hook = self.lakefs_hook
-        repository = plan.target.repository
-        for stale in hook.list_branches(repository, plan.stale_prefix):
-            self.log.info("Removing branch %s left by an earlier attempt", stale)
-            hook.delete_branch(repository, stale, missing_ok=True)
-        hook.create_branch(repository, plan.attempt_branch, str(self._batch()["base_commit"]))
+    def attempt_source(self, plan: AttemptPlan) -> str:
+        """The target head the plan diffed against, so every batch of the run starts from the same commit."""
+        return str(self._batch()["base_commit"])
+
+    def clear_attempt_output(self, plan: AttemptPlan) -> int:
+        """Clear only this batch's datums' old outputs."""
         prefixes = [datum_output_prefix(plan.target.path, d.id) for d in self.datums()]
-        removed = delete_prefixes(hook, repository, plan.attempt_branch, prefixes)
-        self.log.info(
-            "Attempt branch %s for %d datum(s) (%d old output objects cleared)",
-            plan.attempt_branch,
-            len(prefixes),
-            removed,
-        )
+        return delete_prefixes(self.lakefs_hook, plan.target.repository, plan.attempt_branch, prefixes)
 
     def contract_environment(self, context: Context, plan: AttemptPlan) -> dict[str, str]:
         env = super().contract_environment(context, plan)

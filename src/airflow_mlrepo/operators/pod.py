@@ -296,16 +296,25 @@ class LakeFSPodOperator(KubernetesPodOperator):
         for stale in hook.list_branches(repository, plan.stale_prefix):
             self.log.info("Removing branch %s left by an earlier attempt", stale)
             hook.delete_branch(repository, stale, missing_ok=True)
-        hook.create_branch(repository, plan.attempt_branch, plan.target.ref)
-        removed = hook.delete_prefix(repository, plan.attempt_branch, plan.target.path)
+        source = self.attempt_source(plan)
+        hook.create_branch(repository, plan.attempt_branch, source)
+        removed = self.clear_attempt_output(plan)
         self.log.info(
             "Attempt branch %s created from %s (%d old objects under '%s' cleared); output goes to %s",
             plan.attempt_branch,
-            plan.target.ref,
+            source,
             removed,
             plan.target.path,
             plan.attempt_output,
         )
+
+    def attempt_source(self, plan: AttemptPlan) -> str:
+        """The ref an attempt branch starts from: the target branch."""
+        return plan.target.ref
+
+    def clear_attempt_output(self, plan: AttemptPlan) -> int:
+        """Clear what the container replaces on the attempt branch (the whole output prefix); return how many."""
+        return self.lakefs_hook.delete_prefix(plan.target.repository, plan.attempt_branch, plan.target.path)
 
     def discard_attempt(self, plan: AttemptPlan, *, merged: bool = False) -> None:
         """Delete the attempt branch: after a failure (the target stays untouched) or after the merge."""
