@@ -25,7 +25,7 @@ from airflow_mlrepo.exceptions import (
     NoProvenanceError,
 )
 from airflow_mlrepo.locations import LakeFSLocation
-from airflow_mlrepo.provenance import LAKEFS_AIRFLOW
+from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, recorded_run_type
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -328,7 +328,7 @@ def _node(
         task_id=meta.get("mlrepo.task_id", ""),
         try_number=meta.get("mlrepo.try_number", ""),
         map_index=meta.get("mlrepo.map_index", "-1"),
-        run_type=meta.get(f"{LAKEFS_AIRFLOW}run_type"),
+        run_type=recorded_run_type(meta.get(f"{LAKEFS_AIRFLOW}run_type")),
         logical_date=meta.get(f"{LAKEFS_AIRFLOW}logical_date[iso8601]"),
         data_interval_end=meta.get(f"{LAKEFS_AIRFLOW}data_interval_end[iso8601]"),
         task_url=meta.get(f"{LAKEFS_AIRFLOW}url[url:ui]"),

@@ -456,7 +456,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
             task_id=ti.task_id,
             map_index=map_index,
             try_number=ti.try_number,
-            run_type=str(getattr(dag_run, "run_type", "") or "") or None,
+            run_type=getattr(dag_run, "run_type", None),
             logical_date=context.get("logical_date"),
             data_interval_start=context.get("data_interval_start"),
             data_interval_end=context.get("data_interval_end"),

@@ -38,6 +38,7 @@ import httpx
 from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from airflow_mlrepo.changes import changed_commits
 from airflow_mlrepo.exceptions import (
     CommitNotAncestorError,
     LakeFSBadInputError,
@@ -107,6 +108,19 @@ class CommitFilter:
 
     def matches_metadata(self, commit: LakeFSCommit) -> bool:
         return all(commit.metadata.get(key) == value for key, value in self.metadata.items())
+
+    def changed(self, hook: LakeFSHook, repository: str, start: str, head: str) -> list[LakeFSCommit]:
+        """The matching commits of ``start..head``, parents first (:func:`airflow_mlrepo.changes.changed_commits`)."""
+        commits = changed_commits(
+            hook,
+            repository,
+            start,
+            head,
+            prefixes=self.prefixes,
+            objects=self.objects,
+            first_parent=self.first_parent,
+        )
+        return [commit for commit in commits if self.matches_metadata(commit)]
 
     @property
     def digest(self) -> str:
@@ -292,15 +306,7 @@ class LakeFSBranchPoller:
         try:
             # Walk from the head commit just read, not from the branch name: commits made while
             # walking are left for the next poll instead of being reported without their head.
-            commits = await asyncio.to_thread(
-                hook.commits_since,
-                self.repository,
-                head,
-                baseline,
-                prefixes=self.commit_filter.prefixes or None,
-                objects=self.commit_filter.objects or None,
-                first_parent=self.commit_filter.first_parent,
-            )
+            commits = await asyncio.to_thread(self.commit_filter.changed, hook, self.repository, baseline, head)
         except CommitNotAncestorError as exc:
             raise CommitNotAncestorError(
                 f"Commit {baseline} is no longer in the history of branch '{self.branch}' of repository "
@@ -310,7 +316,7 @@ class LakeFSBranchPoller:
             ) from exc
         finally:
             type(self).requests_sent += hook.api_calls - before
-        return [commit for commit in commits if self.commit_filter.matches_metadata(commit)]
+        return commits
 
 
 def backoff_seconds(poll_interval: float, failures: int) -> float:
@@ -443,13 +449,20 @@ class LakeFSCommitTrigger(_CommitTriggerBase, BaseTrigger):
             yield _error_event(exc, **facts)
             return
         self.log.info("Waiting for commits after %s on %s", self.baseline_commit, self._where)
+        # The window moves forward as the wait goes on: each walk starts at the last head checked
+        # without a match, so a long wait on a busy branch never walks more than one poll's commits.
         scanned_up_to = self.baseline_commit
         failures = 0
         while True:
             try:
                 head = await poller.branch_head(self._head_max_age)
                 if head != scanned_up_to:
-                    commits = await poller.new_commits(self.baseline_commit, head)
+                    try:
+                        commits = await poller.new_commits(scanned_up_to, head)
+                    except CommitNotAncestorError:
+                        if scanned_up_to == self.baseline_commit:
+                            raise
+                        commits = await poller.new_commits(self.baseline_commit, head)
                     if commits:
                         self.log.info("%d new commit(s) on %s, newest %s", len(commits), self._where, commits[-1].id)
                         yield _event(
