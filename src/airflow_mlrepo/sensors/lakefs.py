@@ -60,6 +60,7 @@ from airflow_mlrepo.exceptions import (
 )
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from airflow_mlrepo.locations import validate_branch, validate_repository
+from airflow_mlrepo.pinning import DETECTION_XCOM_KEY, Detection
 from airflow_mlrepo.provenance import plain_value
 from airflow_mlrepo.triggers.lakefs import (
     DEFAULT_POLL_INTERVAL,
@@ -334,7 +335,7 @@ class LakeFSCommitSensor(BaseSensorOperator):
             ) from exc
         return head, [commit for commit in commits if commit_filter.matches_metadata(commit)]
 
-    def _replay(self, hook: LakeFSHook, window: CommitWindow) -> list[dict[str, Any]]:
+    def _replay(self, hook: LakeFSHook, window: CommitWindow, context: Mapping[str, Any]) -> list[dict[str, Any]]:
         assert window.recorded_head is not None
         if not hook.is_ancestor(self.repository, window.recorded_head, self.branch):
             raise CommitNotAncestorError(
@@ -349,12 +350,22 @@ class LakeFSCommitSensor(BaseSensorOperator):
             len(window.recorded_commits),
             window.recorded_head,
         )
+        self._hand_over(context, window.recorded_head, window.recorded_commits)
         return [hook.get_commit(self.repository, commit_id).to_dict() for commit_id in window.recorded_commits]
+
+    def _hand_over(self, context: Mapping[str, Any], head: str, commit_ids: Sequence[str]) -> None:
+        """Tell the run's downstream operators what was detected: they pin ``head`` (rule ``sensor``)."""
+        ti = context.get("ti")
+        if ti is None:
+            return
+        detection = Detection(self.repository, self.branch, head, tuple(commit_ids), "sensor", self.task_id)
+        ti.xcom_push(key=DETECTION_XCOM_KEY, value=detection.to_dict())
 
     def _succeed(
         self, context: Mapping[str, Any], window: CommitWindow, head: str, commits: Sequence[LakeFSCommit]
     ) -> list[dict[str, Any]]:
         self.detected_head = head
+        self._hand_over(context, head, [commit.id for commit in commits])
         self._write_record(
             context,
             {
@@ -391,7 +402,7 @@ class LakeFSCommitSensor(BaseSensorOperator):
         try:
             window = self.resolve_window(hook, context)
             if window.replay:
-                return PokeReturnValue(is_done=True, xcom_value=self._replay(hook, window))
+                return PokeReturnValue(is_done=True, xcom_value=self._replay(hook, window, context))
             if self._wait_for_interval_end(window):
                 return False
             head, commits = self.find_new_commits(hook, window)
@@ -423,7 +434,7 @@ class LakeFSCommitSensor(BaseSensorOperator):
         hook = self._hook()
         window = self.resolve_window(hook, context)
         if window.replay:
-            return self._replay(hook, window)
+            return self._replay(hook, window, context)
         if self._wait_for_interval_end(window):
             from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
