@@ -36,6 +36,10 @@ class MarquezUnavailableError(StackError):
     """Marquez cannot be provided here; the message is the reason shown to users."""
 
 
+class MarquezReadError(MlRepoError):
+    """Reading lineage back from Marquez failed; the message names the Marquez, the route and the answer."""
+
+
 class LakeFSError(MlRepoError):
     """A lakeFS call failed. Carries what was being done and on which object."""
 

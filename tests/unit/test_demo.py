@@ -52,6 +52,7 @@ def test_lineage_is_kept_in_the_outbox_and_delivered_to_marquez_when_it_runs(tmp
     assert demo.lineage_transport(settings, with_marquez)["http"] == {
         "url": "http://127.0.0.1:5000",
         "endpoint": "api/v1/lineage",
+        "timeout": 5,
     }
     said = demo.describe_lineage(settings, STACK_ENV)
     assert "Marquez is not running here (unavailable: no artifact): 0 OpenLineage events are kept" in said

@@ -18,8 +18,9 @@ What it does, in order (each step prints what it did and how long it took):
 8. prints the provenance of the newest prediction (:mod:`airflow_mlrepo.provenance_report`), checks
    it against the commits the demo created, and prints where to look.
 
-Lineage: when Marquez runs (``MARQUEZ_URL`` in ``stack.env``), OpenLineage events go to it over
-HTTP; otherwise they go to a local JSON-lines file and the demo says so.
+Lineage: when Marquez runs (``MARQUEZ_URL`` in ``stack.env``: the stack's own, or the external one
+named by ``MLREPO_MARQUEZ_URL``), OpenLineage events go to it through the provider's outbox (with
+``MARQUEZ_API_KEY`` as the API key if set); otherwise they stay in the outbox and the demo says so.
 """
 
 from __future__ import annotations
@@ -316,11 +317,14 @@ def airflow_environment(settings: DemoSettings, stack_env: Mapping[str, str]) ->
             "AIRFLOW__API__BASE_URL": settings.airflow_ui or "http://localhost:8080",
             "AIRFLOW_CONN_LAKEFS_DEFAULT": stack_env["AIRFLOW_CONN_LAKEFS_DEFAULT"],
             REPO_PREFIX_VARIABLE: settings.repository_prefix,
+            "AIRFLOW__OPENLINEAGE__DISABLED": "False",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": "mlrepo-demo",
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(lineage_transport(settings, stack_env)),
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if stack_env.get("MARQUEZ_URL"):
+        env["AIRFLOW__MLREPO__MARQUEZ_URL"] = stack_env["MARQUEZ_URL"]
     return env
 
 
@@ -337,8 +341,10 @@ def outbox_transport_available() -> bool:
 def lineage_transport(settings: DemoSettings, stack_env: Mapping[str, str]) -> dict[str, Any]:
     """OpenLineage events go to the on-disk outbox, delivered to Marquez when it runs; without the
     outbox module, straight to Marquez over HTTP, or to a JSON-lines file when Marquez is not running."""
+    from mlrepo_devstack.stack.marquez import http_transport_options
+
     marquez = stack_env.get("MARQUEZ_URL")
-    http = {"url": marquez, "endpoint": "api/v1/lineage"} if marquez else None
+    http = http_transport_options(marquez, stack_env.get("MARQUEZ_API_KEY")) if marquez else None
     if outbox_transport_available():
         transport: dict[str, Any] = {"type": OUTBOX_TRANSPORT, "outbox_dir": str(settings.lineage_outbox)}
         if http:
