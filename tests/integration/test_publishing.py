@@ -31,7 +31,7 @@ def repos(hook: LakeFSHook) -> Iterator[tuple[str, str]]:
 def _run(dag_id: str, when: datetime) -> DagRunResult:
     home = session_home()
     result = subprocess.run(
-        dags_test_command(dag_id, when), env=home.env(), capture_output=True, text=True, timeout=300, check=False
+        dags_test_command(dag_id, when), env=home.env(), capture_output=True, text=True, timeout=900, check=False
     )
     return DagRunResult(dag_id, result.returncode, result.stdout + result.stderr)
 
