@@ -175,15 +175,19 @@ def pin_from_asset_events(
     if not from_events:
         return None
     commit_id = from_events[-1]
+    _require_in_history(hook, name, source, commit_id, "from the run's triggering asset event")
+    return PinnedInput(name, source, commit_id, RULE_ASSET_EVENT)
+
+
+def _require_in_history(hook: LakeFSHook, name: str, source: LakeFSLocation, commit_id: str, origin: str) -> None:
     if not hook.is_ancestor(source.repository, commit_id, source.ref):
         raise CommitNotAncestorError(
-            f"Input '{name}': commit {commit_id} from the run's triggering asset event is no longer in "
-            f"the history of branch '{source.ref}' of repository '{source.repository}': the branch was "
-            "reset or force-moved under this run",
+            f"Input '{name}': commit {commit_id} {origin} is no longer in the history of branch "
+            f"'{source.ref}' of repository '{source.repository}': the branch was reset or force-moved "
+            "under this run",
             repository=source.repository,
             ref=source.ref,
         )
-    return PinnedInput(name, source, commit_id, RULE_ASSET_EVENT)
 
 
 def pin_input(
@@ -210,14 +214,7 @@ def pin_input(
                 ref=source.ref,
             )
         head = matching[0].head
-        if not hook.is_ancestor(source.repository, head, source.ref):
-            raise CommitNotAncestorError(
-                f"Input '{name}': commit {head}, which sensor '{matching[0].task_id}' detected, is no longer in the "
-                f"history of branch '{source.ref}' of repository '{source.repository}': the branch was reset or "
-                "force-moved under this run",
-                repository=source.repository,
-                ref=source.ref,
-            )
+        _require_in_history(hook, name, source, head, f"(detected by sensor '{matching[0].task_id}')")
         return PinnedInput(name, source, head, RULE_SENSOR)
     when = run_instant(context)
     commit = hook.branch_head_as_of(source.repository, source.ref, when)

@@ -5,11 +5,7 @@ run told to publish to its own branch leaves the production branch alone."""
 from __future__ import annotations
 
 import subprocess
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
-
-import pytest
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.operators.publishing import fingerprint_tag
@@ -17,15 +13,15 @@ from tests.integration.commits import commit_file
 from tests.integration.dag_runs import COPY_JOB, DagRunResult, dags_test_command, remove_dag, session_home, write_dag
 
 
-@pytest.fixture
-def repos(hook: LakeFSHook) -> Iterator[tuple[str, str]]:
-    suffix = uuid.uuid4().hex[:10]
-    data, models = f"pdata-{suffix}", f"pmodels-{suffix}"
-    for name in (data, models):
-        hook.create_repository(name, f"local://{name}")
-    yield data, models
-    for name in (data, models):
-        hook.delete_repository(name, missing_ok=True)
+def _train_dag(data: str, models: str, **extra: str) -> str:
+    return write_dag(
+        "train",
+        inputs={"training_data": f"lakefs://{data}/main/data/"},
+        output_location=f"lakefs://{models}/main/model/",
+        image="example/train:1",
+        cmds=["python", COPY_JOB],
+        **extra,
+    )
 
 
 def _run(dag_id: str, when: datetime) -> DagRunResult:
@@ -37,18 +33,12 @@ def _run(dag_id: str, when: datetime) -> DagRunResult:
 
 
 def test_a_late_retry_finds_its_output_after_more_than_200_commits(
-    hook: LakeFSHook, repos: tuple[str, str], airflow_metadata_db: str
+    hook: LakeFSHook, repo_pair: tuple[str, str], airflow_metadata_db: str
 ) -> None:
-    data, models = repos
+    data, models = repo_pair
     commit_file(hook, data, "main", "data/part-1.csv", "a,b\n1,2\n")
     when = datetime.now(timezone.utc).replace(microsecond=0)
-    dag_id = write_dag(
-        "train",
-        inputs={"training_data": f"lakefs://{data}/main/data/"},
-        output_location=f"lakefs://{models}/main/model/",
-        image="example/train:1",
-        cmds=["python", COPY_JOB],
-    )
+    dag_id = _train_dag(data, models)
     try:
         first = _run(dag_id, when)
         assert first.state == "success", first.output[-4000:]
@@ -75,19 +65,12 @@ def test_a_late_retry_finds_its_output_after_more_than_200_commits(
 
 
 def test_a_run_publishing_to_its_own_branch_leaves_the_production_branch_alone(
-    hook: LakeFSHook, repos: tuple[str, str], airflow_metadata_db: str
+    hook: LakeFSHook, repo_pair: tuple[str, str], airflow_metadata_db: str
 ) -> None:
-    data, models = repos
+    data, models = repo_pair
     commit_file(hook, data, "main", "data/part-1.csv", "a,b\n1,2\n")
     production = commit_file(hook, models, "main", "model/training_data-0.txt", "production model")
-    dag_id = write_dag(
-        "train",
-        inputs={"training_data": f"lakefs://{data}/main/data/"},
-        output_location=f"lakefs://{models}/main/model/",
-        image="example/train:1",
-        cmds=["python", COPY_JOB],
-        publish_to="run_branch",
-    )
+    dag_id = _train_dag(data, models, publish_to="run_branch")
     try:
         result = _run(dag_id, datetime.now(timezone.utc))
     finally:
