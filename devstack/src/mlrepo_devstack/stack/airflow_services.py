@@ -142,6 +142,9 @@ def environment(settings: StackSettings, secrets: Mapping[str, str], marquez_url
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_port + WORKER_LOG_PORT_OFFSET),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_port + TRIGGER_LOG_PORT_OFFSET),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        # Importing the provider (KubernetesPodOperator, kubernetes_asyncio) takes more than Airflow's
+        # default 30 s on a loaded CI machine; a timed-out parse drops the DAG and its watchers.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
         # An asset watcher's trigger is registered on the parse after its asset became active:
         # re-parse every 10 s (default 30) so a new watcher starts within seconds.
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
