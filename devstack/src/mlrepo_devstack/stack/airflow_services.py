@@ -145,6 +145,7 @@ def environment(settings: StackSettings, secrets: Mapping[str, str], marquez_url
         # Importing the provider (KubernetesPodOperator, kubernetes_asyncio) takes more than Airflow's
         # default 30 s on a loaded CI machine; a timed-out parse drops the DAG and its watchers.
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "240",
         # An asset watcher's trigger is registered on the parse after its asset became active:
         # re-parse every 10 s (default 30) so a new watcher starts within seconds.
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
