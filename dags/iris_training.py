@@ -69,6 +69,8 @@ with DAG(
         hyperparameters={"C": "{{ params.C }}"},
         image=IMAGE,
         cmds=["python", "-m", "mlrepo_iris.train"],
+        framework="scikit-learn",
+        model_format="pickle",
         namespace="ml",
         # Backfilled runs publish to a branch of their own (backfill-iris_training-<run>), never to the
         # production branch, unless the run's param publish_to says "target"; a merge conflict fails
