@@ -1,54 +1,296 @@
-"""What changed: the one answer to "which commits on a branch, after a baseline and up to a bound,
-changed these paths?". Every detection path asks it here: the sensor, its trigger, the asset
-watcher, the webhook receiver and the backtest.
+"""What changed on lakeFS: the one place that answers which commits changed which paths.
 
-**Which commits.** The commits reachable from the bound (``head``) and not from the ``baseline``
-(git's ``baseline..head``). That includes the commits of a side branch that is merged after the
-baseline even when they are *older* than it (lakeFS dates are creation times, and a side branch
-can be days old when it is merged), and it includes the merge commit itself. With
-``first_parent=True`` only the commits the branch itself pointed at count: the first-parent chain
-from ``head`` down to ``baseline``.
+Two questions, asked by every detection path (the commit sensor, its trigger, the asset watcher,
+the webhook receiver and the backtest DAG):
 
-**Which of them changed the paths.** A commit changed a path when its diff against its **first
-parent** has an entry under one of ``prefixes`` or equal to one of ``objects``. So a merge commit
-counts when it brought a change to the path into the branch, and the side-branch commits count by
-their own diffs. A commit without parents (a repository's first commit) changed everything. With no
-``prefixes`` and no ``objects`` every commit counts. An empty commit changes nothing.
+* **Which commits** on a branch, after a baseline commit and up to a head, changed paths P?
+  :func:`commits_after` (paths only) and :func:`matching_commits` (paths, first-parent and commit
+  metadata: a :class:`CommitFilter`). :func:`commits_in_period` is the same question bounded by
+  creation time instead of commits.
+* **Did paths P change** in a commit, compared with its parent (or any other commit)?
+  :func:`commit_changed`, and :func:`changed_locations` for the paths of several asset locations.
 
-**Cost.** Bounded by the commits found, not by the history: the log of ``head`` down to the
-baseline is read in pages of 1,000 commits (one lakeFS call each); a side branch merged late costs
-one more page, plus one merge-base call for each of its commits older (by generation) than the
-baseline, until the walk meets the baseline's history. Commits whose generation is at least the
-baseline's cannot be its ancestors, so a linear history costs no merge-base call at all. The path
-check is one ``diff`` call (``amount=1``) per commit and path. A walk that finds more than
-``max_commits`` commits stops with :class:`~airflow_mlrepo.exceptions.LakeFSBadInputError`;
-pollers move their baseline forward as they go (see ``docs/concepts/detection-windows.md``), so
-they never get near it.
+Paths are a :class:`PathFilter`: prefixes and exact object paths. An empty filter means any path.
 
-A baseline that is not in ``head``'s history (the branch was reset or force-moved) raises
-:class:`~airflow_mlrepo.exceptions.CommitNotAncestorError` at once, without walking.
+Every function takes the synchronous :class:`~airflow_mlrepo.hooks.lakefs.LakeFSHook` first and
+uses only its public reads (:class:`HistoryReader`: ``resolve_commit_id``, ``get_commit``,
+``is_ancestor``, ``log_commits``, ``diff_refs``), so a different algorithm can replace the bodies
+here without touching a caller.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from airflow_mlrepo.exceptions import CommitNotAncestorError, LakeFSBadInputError
+from airflow_mlrepo.hooks.lakefs.refs import DEFAULT_MAX_COMMITS, LakeFSCommit, LakeFSDiffEntry
 from airflow_mlrepo.locations import validate_path, validate_ref, validate_repository
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from datetime import datetime
 
-    from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
+
+class HistoryReader(Protocol):
+    """The reads of :class:`~airflow_mlrepo.hooks.lakefs.LakeFSHook` this module uses (and only those)."""
+
+    def resolve_commit_id(self, repository: str, ref: str) -> str: ...
+
+    def get_commit(self, repository: str, ref: str) -> LakeFSCommit: ...
+
+    def is_ancestor(self, repository: str, commit_id: str, branch: str) -> bool: ...
+
+    def log_commits(
+        self,
+        repository: str,
+        ref: str,
+        *,
+        amount: int | None = None,
+        prefixes: Sequence[str] | None = None,
+        objects: Sequence[str] | None = None,
+        first_parent: bool = False,
+        since: datetime | None = None,
+        stop_at: str | None = None,
+    ) -> Iterator[LakeFSCommit]: ...
+
+    def diff_refs(
+        self, repository: str, left_ref: str, right_ref: str, *, prefix: str = "", limit: int | None = None
+    ) -> Iterator[LakeFSDiffEntry]: ...
+
+
+#: ``(repository, commit_id, location path) -> changed?``: see :func:`location_changed`.
+LocationCheck = Callable[[str, str, str], bool]
+
+
+@dataclass(frozen=True)
+class PathFilter:
+    """Which paths count: anything under one of ``prefixes``, or exactly one of ``objects``.
+
+    Both empty (the default) means any path.
+    """
+
+    prefixes: tuple[str, ...] = ()
+    objects: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, prefixes: Iterable[str] | None = None, objects: Iterable[str] | None = None) -> PathFilter:
+        """Validate the paths (``LakeFSBadInputError`` / ``InvalidLakeFSLocationError``)."""
+        if isinstance(prefixes, str) or isinstance(objects, str):
+            raise LakeFSBadInputError("prefixes and objects are lists of paths, not a single string")
+        return cls(tuple(validate_path(p) for p in prefixes or ()), tuple(validate_path(o) for o in objects or ()))
+
+    @classmethod
+    def location(cls, path: str) -> PathFilter:
+        """The paths of an asset location: the object ``path`` or anything under ``path/``.
+
+        The empty path (a whole ref) is any path.
+        """
+        return cls.build([f"{path}/"], [path]) if path else cls()
+
+    @property
+    def any_path(self) -> bool:
+        return not self.prefixes and not self.objects
+
+
+ANY_PATH = PathFilter()
+
+
+@dataclass(frozen=True)
+class CommitFilter:
+    """Which new commits count: path prefixes / objects touched, and commit metadata values.
+
+    Empty ``prefixes`` and ``objects`` mean any path. ``metadata`` keys must be present on the
+    commit with exactly these string values. ``first_parent`` follows only first parents at merge
+    commits (the commits the branch itself pointed at).
+    """
+
+    prefixes: tuple[str, ...] = ()
+    objects: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    first_parent: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        prefixes: Iterable[str] | None = None,
+        objects: Iterable[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        first_parent: bool = False,
+    ) -> CommitFilter:
+        """Validate the parts (raising :class:`LakeFSBadInputError` / ``InvalidLakeFSLocationError``)."""
+        paths = PathFilter.build(prefixes, objects)
+        checked_metadata: dict[str, str] = {}
+        for key, value in (metadata or {}).items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise LakeFSBadInputError(
+                    f"Commit metadata filter {key!r}: {value!r} must map strings to strings "
+                    "(lakeFS metadata values are strings)"
+                )
+            checked_metadata[key] = value
+        return cls(paths.prefixes, paths.objects, checked_metadata, bool(first_parent))
+
+    @property
+    def paths(self) -> PathFilter:
+        return PathFilter(self.prefixes, self.objects)
+
+    def matches_metadata(self, commit: LakeFSCommit) -> bool:
+        return all(commit.metadata.get(key) == value for key, value in self.metadata.items())
+
+    @property
+    def digest(self) -> str:
+        """A short stable fingerprint, used to tell watermarks and sensor records apart."""
+        raw = json.dumps(
+            [list(self.prefixes), list(self.objects), sorted(self.metadata.items()), self.first_parent],
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def commits_after(
+    hook: HistoryReader,
+    repository: str,
+    head: str,
+    baseline: str,
+    paths: PathFilter = ANY_PATH,
+    *,
+    first_parent: bool = False,
+    max_commits: int | None = None,
+) -> list[LakeFSCommit]:
+    """The commits of ``baseline..head`` that changed ``paths``, parents before children (oldest first).
+
+    ``head`` is a branch name or a commit id (walking from a commit id just read bounds the
+    answer: commits made meanwhile are left out). ``baseline`` is any ref; it is not included.
+    What counts is :func:`changed_commits`' rule (see ``docs/concepts/detection-windows.md``):
+    commits reachable from ``head`` and not from ``baseline`` (a side branch merged late counts,
+    however old its commits), each judged by its diff against its first parent (a merge counts
+    when it brought a change to ``paths``). Raises :class:`CommitNotAncestorError` at once when
+    ``baseline`` is no longer an ancestor of ``head`` (a reset or force-moved branch), and
+    :class:`LakeFSBadInputError` beyond ``max_commits`` new commits.
+    """
+    return changed_commits(
+        hook,
+        repository,
+        baseline,
+        head,
+        prefixes=paths.prefixes,
+        objects=paths.objects,
+        first_parent=first_parent,
+        max_commits=max_commits,
+    )
+
+
+def matching_commits(
+    hook: HistoryReader,
+    repository: str,
+    head: str,
+    baseline: str,
+    commit_filter: CommitFilter,
+    *,
+    max_commits: int | None = None,
+) -> list[LakeFSCommit]:
+    """:func:`commits_after` with a whole :class:`CommitFilter`: paths, first parent and metadata."""
+    commits = commits_after(
+        hook,
+        repository,
+        head,
+        baseline,
+        commit_filter.paths,
+        first_parent=commit_filter.first_parent,
+        max_commits=max_commits,
+    )
+    return [commit for commit in commits if commit_filter.matches_metadata(commit)]
+
+
+def commit_changed(
+    hook: HistoryReader,
+    repository: str,
+    commit_id: str,
+    paths: PathFilter = ANY_PATH,
+    *,
+    parent: str | None = None,
+) -> bool:
+    """Whether ``commit_id`` changed an object under one of the prefixes or one of the objects.
+
+    Compared with ``parent``, by default the commit's first parent, so a merge commit counts as
+    touching a path when it brought changes to it into the branch. A commit without parents
+    (the repository's first commit) touches everything, and so does any commit when ``paths`` is
+    empty. At most one small ``diff`` request per prefix and object.
+    """
+    validate_repository(repository)
+    validate_ref(commit_id)
+    if paths.any_path:
+        return True
+    if parent is None:
+        commit = hook.get_commit(repository, commit_id)
+        if not commit.parents:
+            return True
+        parent = commit.parents[0]
+    checks = [(prefix, False) for prefix in paths.prefixes] + [(obj, True) for obj in paths.objects]
+    for path, exact in checks:
+        first = next(hook.diff_refs(repository, parent, commit_id, prefix=path, limit=1), None)
+        # Diff entries come in path order: an object sorts before every longer path it prefixes.
+        if first is not None and (not exact or first.path == path):
+            return True
+    return False
+
+
+def location_changed(hook: HistoryReader, repository: str, commit_id: str, path: str) -> bool:
+    """Whether ``commit_id`` changed the asset location ``path`` (:meth:`PathFilter.location`)."""
+    return commit_changed(hook, repository, commit_id, PathFilter.location(path))
+
+
+def changed_locations(
+    repository: str, commit_id: str, paths: Iterable[str], check: Callable[[], LocationCheck]
+) -> set[str]:
+    """Which of the asset location ``paths`` ``commit_id`` changed; the empty path always counts.
+
+    ``check`` makes the per-path check (by default :func:`location_changed` on a hook); it is
+    only made, and asked once per distinct path, when there is a non-empty path.
+    """
+    distinct = set(paths)
+    named = sorted(path for path in distinct if path)
+    changed: set[str] = {path for path in distinct if not path}
+    if named:
+        checker = check()
+        changed.update(path for path in named if checker(repository, commit_id, path))
+    return changed
+
+
+def commits_in_period(
+    hook: HistoryReader,
+    repository: str,
+    branch: str,
+    start: datetime,
+    end: datetime,
+    paths: PathFilter = ANY_PATH,
+    *,
+    limit: int,
+) -> list[LakeFSCommit]:
+    """First-parent commits of ``branch`` created in ``[start, end)`` that changed ``paths``, oldest first.
+
+    Looks at the newest ``limit`` first-parent commits. The repository's first commit (no parent,
+    no data) does not count.
+    """
+    commits = hook.log_commits(repository, branch, amount=limit, first_parent=True)
+    found = [
+        c
+        for c in commits
+        if c.parents and start <= c.created_at < end and commit_changed(hook, repository, c.id, paths)
+    ]
+    return found[::-1]
+
 
 #: The most commits one walk may find before it gives up (see the module docstring).
-MAX_WALK_COMMITS = 10_000
+MAX_WALK_COMMITS = DEFAULT_MAX_COMMITS
 #: Commits read per log page (lakeFS's maximum).
 _PAGE = 1000
 
 
 def commits_between(
-    hook: LakeFSHook,
+    hook: HistoryReader,
     repository: str,
     baseline: str,
     head: str,
@@ -82,7 +324,7 @@ def commits_between(
 
 
 def commit_changed_paths(
-    hook: LakeFSHook,
+    hook: HistoryReader,
     repository: str,
     commit: LakeFSCommit,
     prefixes: Sequence[str] = (),
@@ -93,11 +335,13 @@ def commit_changed_paths(
         return True
     if not commit.parents:
         return True
-    return hook.commit_touches_paths(repository, commit.id, prefixes, objects, parent=commit.parents[0])
+    return commit_changed(
+        hook, repository, commit.id, PathFilter(tuple(prefixes), tuple(objects)), parent=commit.parents[0]
+    )
 
 
 def changed_commits(
-    hook: LakeFSHook,
+    hook: HistoryReader,
     repository: str,
     baseline: str,
     head: str,
@@ -120,7 +364,7 @@ def changed_commits(
 class _Walk:
     """One ``baseline..head`` walk: a commit cache filled by log pages, and ancestry answers."""
 
-    def __init__(self, hook: LakeFSHook, repository: str, base: LakeFSCommit, limit: int, *, where: str) -> None:
+    def __init__(self, hook: HistoryReader, repository: str, base: LakeFSCommit, limit: int, *, where: str) -> None:
         self.hook = hook
         self.repository = repository
         self.base = base
@@ -214,4 +458,20 @@ def _topological_key(commit: LakeFSCommit) -> tuple[int, int, str]:
     return (commit.generation or 0, commit.creation_date, commit.id)
 
 
-__all__ = ["MAX_WALK_COMMITS", "changed_commits", "commit_changed_paths", "commits_between"]
+__all__ = [
+    "ANY_PATH",
+    "MAX_WALK_COMMITS",
+    "CommitFilter",
+    "HistoryReader",
+    "LocationCheck",
+    "PathFilter",
+    "changed_commits",
+    "changed_locations",
+    "commit_changed",
+    "commit_changed_paths",
+    "commits_after",
+    "commits_between",
+    "commits_in_period",
+    "location_changed",
+    "matching_commits",
+]

@@ -88,6 +88,9 @@ class FakeLakeFS:
     def commit_touches_paths(self, repository: str, commit_id: str, *args: Any, **kwargs: Any) -> bool:
         return True
 
+    def diff_refs(self, repository: str, left: str, right: str, **kwargs: Any) -> Any:
+        yield SimpleNamespace(path=kwargs.get("prefix") or "x")
+
     def commit(self, n: int) -> None:
         self.commits.append(FakeLakeFS(n + 1).commits[-1])
 

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSkipException
 
+from airflow_mlrepo.changes import CommitFilter, matching_commits
 from airflow_mlrepo.exceptions import (
     CommitDetectionError,
     CommitNotAncestorError,
@@ -64,7 +65,6 @@ from airflow_mlrepo.pinning import DETECTION_XCOM_KEY, Detection
 from airflow_mlrepo.provenance import plain_value
 from airflow_mlrepo.triggers.lakefs import (
     DEFAULT_POLL_INTERVAL,
-    CommitFilter,
     LakeFSCommitTrigger,
     trigger_error_class,
 )
@@ -320,12 +320,12 @@ class LakeFSCommitSensor(BaseSensorOperator):
             return head, []
         try:
             try:
-                commits = commit_filter.changed(hook, self.repository, window.start, head)
+                commits = matching_commits(hook, self.repository, head, window.start, commit_filter)
             except CommitNotAncestorError:
                 if window.start == window.baseline:
                     raise
                 # The branch moved back between checks: look at the whole window again.
-                commits = commit_filter.changed(hook, self.repository, window.baseline, head)
+                commits = matching_commits(hook, self.repository, head, window.baseline, commit_filter)
         except CommitNotAncestorError as exc:
             raise CommitNotAncestorError(
                 f"Baseline commit {window.baseline} ({window.baseline_rule}) is no longer in the history of "
@@ -333,7 +333,7 @@ class LakeFSCommitSensor(BaseSensorOperator):
                 repository=self.repository,
                 ref=self.branch,
             ) from exc
-        return head, [commit for commit in commits if commit_filter.matches_metadata(commit)]
+        return head, commits
 
     def _replay(self, hook: LakeFSHook, window: CommitWindow, context: Mapping[str, Any]) -> list[dict[str, Any]]:
         assert window.recorded_head is not None
