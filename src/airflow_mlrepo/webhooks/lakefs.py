@@ -44,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 
 from airflow_mlrepo.exceptions import (
     InvalidLakeFSLocationError,
+    InvalidWebhookEventError,
     LakeFSError,
     LakeFSUnavailableError,
 )
@@ -132,6 +133,28 @@ class LakeFSActionEvent(BaseModel):
         }
         facts.update({key: value for key, value in optional.items() if value})
         return facts
+
+
+def parse_lakefs_event(body: bytes) -> LakeFSActionEvent:
+    """The lakeFS event in a webhook body; :class:`InvalidWebhookEventError` (400 or 422) otherwise."""
+    try:
+        raw = json.loads(body or b"null")
+    except (ValueError, RecursionError):
+        raise InvalidWebhookEventError("the body is not JSON", status=400) from None
+    if not isinstance(raw, dict):
+        raise InvalidWebhookEventError("the body must be a JSON object (a lakeFS action event)", status=400)
+    try:
+        return LakeFSActionEvent.model_validate(raw)
+    except (ValidationError, RecursionError) as exc:
+        errors = (
+            [
+                {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+            if isinstance(exc, ValidationError)
+            else [{"field": "", "message": "nested too deeply"}]
+        )
+        raise InvalidWebhookEventError("not a lakeFS post-commit/post-merge event", status=422, errors=errors) from None
 
 
 @dataclass(frozen=True)
@@ -354,19 +377,11 @@ def create_app(
 
     def _handle(body: bytes) -> JSONResponse:
         try:
-            raw = json.loads(body or b"null")
-        except ValueError:
-            return _problem(400, "the body is not JSON")
-        if not isinstance(raw, dict):
-            return _problem(400, "the body must be a JSON object (a lakeFS action event)")
-        try:
-            event = LakeFSActionEvent.model_validate(raw)
-        except ValidationError as exc:
-            errors = [
-                {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-                for error in exc.errors(include_url=False, include_input=False)
-            ]
-            return _problem(422, "not a lakeFS post-commit/post-merge event", errors=errors)
+            event = parse_lakefs_event(body)
+        except InvalidWebhookEventError as exc:
+            if exc.errors:
+                return _problem(exc.status, str(exc), errors=exc.errors)
+            return _problem(exc.status, str(exc))
         assert event.branch_id is not None
         assert event.commit_id is not None
         facts = event.asset_event_facts()
@@ -440,4 +455,6 @@ __all__ = [
     "MetadataDBAssetEventRecorder",
     "ScheduledAsset",
     "create_app",
+    "parse_lakefs_event",
+    "read_capped_body",
 ]
