@@ -49,6 +49,10 @@ class MarquezUnavailableError(StackError):
     """Marquez cannot be provided here; the message is the reason shown to users."""
 
 
+class MarquezReadError(MlRepoError):
+    """Reading lineage back from Marquez failed; the message names the Marquez, the route and the answer."""
+
+
 class LakeFSError(MlRepoError):
     """A lakeFS call failed. Carries what was being done and on which object."""
 
@@ -120,6 +124,10 @@ class NoNewCommitsError(MlRepoError):
 
 class CommitDetectionError(MlRepoError):
     """A commit trigger reported an error event the sensor cannot map to a more specific lakeFS error."""
+
+
+class AirflowAPIError(MlRepoError):
+    """Airflow's REST API refused a request; the message names the DAG, the run and Airflow's answer."""
 
 
 class NoProvenanceError(MlRepoError):

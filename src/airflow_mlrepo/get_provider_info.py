@@ -92,7 +92,11 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "name": "airflow_mlrepo_lakefs_webhook",
                 "plugin-class": "airflow_mlrepo.webhooks.plugin.LakeFSWebhookPlugin",
-            }
+            },
+            {
+                "name": "airflow_mlrepo_provenance_view",
+                "plugin-class": "airflow_mlrepo.provenance_view.plugin.ProvenanceViewPlugin",
+            },
         ],
         "config": {
             "mlrepo": {
@@ -141,6 +145,14 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": "/var/lib/mlrepo/outbox",
                         "default": "",
+                    },
+                    "provenance_lakefs_conn_id": {
+                        "description": 'lakeFS connection the "Provenance" tab of task instances (api-server '
+                        "plugin) reads provenance through.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": None,
+                        "default": "lakefs_default",
                     },
                     "webhook_lakefs_conn_id": {
                         "description": "lakeFS connection the receiver uses to check which paths a commit "

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 from mlrepo_devstack import stack
+from mlrepo_devstack.stack import airflow_services
 from mlrepo_iris import seed
 
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
@@ -367,27 +368,31 @@ def test_6_revert_the_model_and_a_bad_training_commit(
 def test_7_marquez_lineage_matches_what_happened(
     airflow_e2e: AirflowE2E, iris_example: IrisExample, journey: Journey, lakefs: LakeFSHook
 ) -> None:
+    """From the newest prediction run, through Marquez's run lineage and each dataset's versions
+    (matched on ``createdByRun``), to its exact input and model commits, then to the training run
+    that wrote that model and its training-data commit: the model it really used, after a revert too."""
     env = stack.read_env()
-    status = env.get("MARQUEZ_STATUS", "unknown")
-    if not status.startswith("running"):
-        pytest.skip(f"Marquez is not running in the local stack: {status}")
-    import httpx
-
+    if not env.get("MARQUEZ_URL"):
+        pytest.skip(f"Marquez is not running in the local stack: {env.get('MARQUEZ_STATUS', 'unknown')}")
+    from airflow_mlrepo.lineage.marquez_reader import MarquezReader, render, trace
     from airflow_mlrepo.lineage.naming import dataset_name, dataset_namespace
+    from airflow_mlrepo.lineage.outbox import Outbox
+    from airflow_mlrepo.locations import LakeFSLocation
+    from airflow_mlrepo.provenance import input_commits
 
     assert journey.models, "needs journeys 1-6"
-    marquez = env["MARQUEZ_URL"].rstrip("/")
-    predictions = iris_example.repo("predictions")
-    head = lakefs.get_commit(predictions, "main")
-    run_id = head.metadata["mlrepo.openlineage_run_id"]
-    run = httpx.get(f"{marquez}/api/v1/jobs/runs/{run_id}", timeout=30).raise_for_status().json()
-    versions = {(v["namespace"], v["name"]): v for v in run["inputDatasetVersions"]}
-    model_key = (dataset_namespace(iris_example.repo("models")), dataset_name("main", "model"))
-    input_key = (dataset_namespace(iris_example.repo("input")), dataset_name("main", "batches"))
-    assert set(versions) >= {model_key, input_key}
-    lineage = httpx.get(
-        f"{marquez}/api/v1/namespaces/{urllib.parse.quote(model_key[0], safe='')}/datasets/"
-        f"{urllib.parse.quote(model_key[1], safe='')}/versions",
-        timeout=30,
-    ).raise_for_status()
-    assert head.metadata["mlrepo.model.commit_id"] in lineage.text
+    outbox = Outbox(airflow_services.lineage_outbox(airflow_e2e.settings))
+    airflow_e2e.wait_for("the stack's lineage outbox to be delivered", lambda: not outbox.pending(), timeout=180)
+    marquez = MarquezReader(env["MARQUEZ_URL"], env.get("MARQUEZ_API_KEY"))
+    head = lakefs.get_commit(iris_example.repo("predictions"), "main")
+    lineage = trace(marquez, head.metadata["mlrepo.openlineage_run_id"])
+    print("\n".join(render(lineage)))
+    model = lineage.input(dataset_namespace(iris_example.repo("models")), dataset_name("main", "model"))
+    batches = lineage.input(dataset_namespace(iris_example.repo("input")), dataset_name("main", "batches"))
+    assert model.commit_id == head.metadata["mlrepo.model.commit_id"]
+    assert batches.commit_id == LakeFSLocation.parse(input_commits(head.metadata)["input_data"]).ref
+    model_commit = lakefs.get_commit(iris_example.repo("models"), model.commit_id)
+    assert model.producer is not None, f"no training run behind model commit {model.commit_id}"
+    assert model.producer.run_id == model_commit.metadata["mlrepo.openlineage_run_id"]
+    training_data = model.producer.input(dataset_namespace(iris_example.repo("train")), dataset_name("main", "data"))
+    assert training_data.commit_id == LakeFSLocation.parse(input_commits(model_commit.metadata)["training_data"]).ref

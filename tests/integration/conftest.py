@@ -45,6 +45,36 @@ def stack_env() -> dict[str, str]:
     return stack.read_env()
 
 
+@dataclass(frozen=True)
+class MarquezServer:
+    """The Marquez of the stack: its own, or the external one named by ``MLREPO_MARQUEZ_URL``."""
+
+    url: str
+    api_key: str | None
+    managed: str  # "stack" (started by the stack: it can be stopped) or "external"
+
+    @property
+    def external(self) -> bool:
+        return self.managed == "external"
+
+    def http_transport(self) -> dict[str, object]:
+        """OpenLineage ``http`` transport options posting to this Marquez (with its API key)."""
+        from mlrepo_devstack.stack.marquez import http_transport_options
+
+        return http_transport_options(self.url, self.api_key)
+
+
+@pytest.fixture(scope="session")
+def marquez_server(stack_env: dict[str, str]) -> MarquezServer:
+    """The running Marquez of the stack; the test skips, with the stack's reason, when there is none."""
+    url = stack_env.get("MARQUEZ_URL")
+    if not url:
+        pytest.skip(f"Marquez is not running in the local stack: {stack_env.get('MARQUEZ_STATUS', 'unknown')}")
+    managed = stack_env.get("MARQUEZ_MANAGED", "stack")
+    REAL_SERVICES["Marquez"] = f"{url} ({'external: MLREPO_MARQUEZ_URL' if managed == 'external' else 'the stack'})"
+    return MarquezServer(url=url, api_key=stack_env.get("MARQUEZ_API_KEY") or None, managed=managed)
+
+
 @pytest.fixture(scope="session")
 def lakefs_server(stack_env: dict[str, str]) -> LakeFSServer:
     os.environ["AIRFLOW_CONN_LAKEFS_DEFAULT"] = stack_env["AIRFLOW_CONN_LAKEFS_DEFAULT"]

@@ -1,42 +1,29 @@
-"""One OpenLineage event to the real Marquez of the local stack, read back through Marquez's API."""
+"""One OpenLineage event to the real Marquez of the stack (its own or ``MLREPO_MARQUEZ_URL``), read
+back through Marquez's API. Everything it writes is in namespaces of its own (``mlrepo-test-<id>``,
+``lakefs://mlrepo-test-<id>-*``): it never touches the demo's datasets."""
 
 from __future__ import annotations
 
-import json
 import urllib.parse
-import urllib.request
 import uuid
 from datetime import datetime, timezone
 
-import pytest
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
-from tests.conftest import REAL_SERVICES
+from airflow_mlrepo.lineage.marquez_reader import MarquezReader
+from tests.integration.conftest import MarquezServer
 
 
-@pytest.fixture(scope="module")
-def marquez_url(stack_env: dict[str, str]) -> str:
-    url = stack_env.get("MARQUEZ_URL")
-    if not url:
-        pytest.skip(f"Marquez is not running in the local stack: {stack_env.get('MARQUEZ_STATUS', 'unknown')}")
-    REAL_SERVICES["Marquez"] = url
-    return url
-
-
-def _get(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
-
-
-def test_event_round_trips_through_marquez(marquez_url: str) -> None:
-    namespace = f"mlrepo-test-{uuid.uuid4().hex[:8]}"
+def test_event_round_trips_through_marquez(marquez_server: MarquezServer) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    namespace = f"mlrepo-test-{suffix}"
     run_id = str(uuid.uuid4())
-    client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=marquez_url, endpoint="api/v1/lineage")))
+    client = OpenLineageClient(transport=HttpTransport(HttpConfig.from_dict(marquez_server.http_transport())))
     job = Job(namespace=namespace, name="train")
-    inputs = [InputDataset(namespace="lakefs://iris-train", name="main/data")]
-    outputs = [OutputDataset(namespace="lakefs://iris-models", name="main/model")]
+    inputs = [InputDataset(namespace=f"lakefs://mlrepo-test-{suffix}-train", name="main/data")]
+    outputs = [OutputDataset(namespace=f"lakefs://mlrepo-test-{suffix}-models", name="main/model")]
     for state in (RunState.START, RunState.COMPLETE):
         client.emit(
             RunEvent(
@@ -45,15 +32,15 @@ def test_event_round_trips_through_marquez(marquez_url: str) -> None:
                 run=Run(runId=run_id),
                 job=job,
                 inputs=inputs,
-                outputs=outputs,
+                outputs=outputs if state == RunState.COMPLETE else [],
                 producer="https://github.com/airflow-mlrepo/airflow-mlrepo",
             )
         )
 
-    run = _get(f"{marquez_url}/api/v1/jobs/runs/{run_id}")
+    marquez = MarquezReader(marquez_server.url, marquez_server.api_key)
+    run = marquez.run(run_id)
     assert run["id"] == run_id
     assert run["state"] == "COMPLETED"
-    quoted_ns = urllib.parse.quote(namespace, safe="")
-    job_info = _get(f"{marquez_url}/api/v1/namespaces/{quoted_ns}/jobs/train")
-    assert {d["name"] for d in job_info["inputs"]} == {"main/data"}  # type: ignore[union-attr,index]
-    assert {d["name"] for d in job_info["outputs"]} == {"main/model"}  # type: ignore[union-attr,index]
+    job_info = marquez.get(f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}/jobs/train")
+    assert {d["name"] for d in job_info["inputs"]} == {"main/data"}
+    assert {d["name"] for d in job_info["outputs"]} == {"main/model"}

@@ -17,6 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlrepo.exceptions import CommitNotAncestorError
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, airflow_task_url
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class LakeFSRevertOperator(BaseOperator):
 
     def _finish(self, context: Context, reverted_id: str, head: LakeFSCommit, *, reused: bool) -> dict[str, Any]:
         settings = self.lakefs_hook.settings
-        url = f"{settings.browser_url}/repositories/{self.repository}/commits/{head.id}"
+        url = LakeFSUI(settings.browser_url).commit(self.repository, head.id)
         context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
         return {
             "repository": self.repository,

@@ -18,7 +18,9 @@ lakeFS, PostgreSQL and the Airflow DB are required: if one fails, :func:`up` rai
 Configuration is by environment variable: ``MLREPO_HOME`` (state dir), ``MLREPO_CACHE_DIR``,
 ``MLREPO_LAKEFS_PORT`` (8000), ``MLREPO_POSTGRES_PORT`` (5433), ``MLREPO_POSTGRES_CLUSTER``
 (``mlrepo``), ``MLREPO_MARQUEZ_PORT`` (5000), ``MLREPO_MARQUEZ_ADMIN_PORT`` (5001),
-``MLREPO_AIRFLOW_PORT`` (8080), ``MLREPO_DAGS_FOLDER`` (``<state>/airflow/dags``).
+``MLREPO_AIRFLOW_PORT`` (8080), ``MLREPO_DAGS_FOLDER`` (``<state>/airflow/dags``),
+``MLREPO_MARQUEZ_URL`` / ``MLREPO_MARQUEZ_API_KEY`` (use an already-running Marquez instead of
+starting one: :mod:`mlrepo_devstack.stack.marquez`).
 """
 
 from __future__ import annotations
@@ -155,8 +157,15 @@ def stack_env_values(settings: StackSettings, secrets: Mapping[str, str], curren
     marquez_status = current[MARQUEZ]
     if marquez_status.state == "running":
         values["MARQUEZ_URL"] = marquez.endpoint(settings)
-        values["MARQUEZ_ADMIN_URL"] = marquez.admin_endpoint(settings)
+        if marquez.is_external(settings):
+            values["MARQUEZ_MANAGED"] = marquez.MANAGED_EXTERNALLY
+        else:
+            values["MARQUEZ_MANAGED"] = marquez.MANAGED_BY_STACK
+            values["MARQUEZ_ADMIN_URL"] = marquez.admin_endpoint(settings)
         values["OPENLINEAGE_URL"] = marquez.endpoint(settings)
+        if settings.marquez_api_key:
+            values["MARQUEZ_API_KEY"] = settings.marquez_api_key
+            values["OPENLINEAGE_API_KEY"] = settings.marquez_api_key
     values["MARQUEZ_STATUS"] = _marquez_status_value(marquez_status)
     values["MLREPO_WEBHOOK_SECRET"] = secrets.get("MLREPO_WEBHOOK_SECRET", "")
     airflow_status = current.components.get(AIRFLOW)

@@ -9,7 +9,14 @@ Optional: ``stack.up()`` without arguments does not start it; ``stack.up(["airfl
 * ``LocalExecutor``, ``SimpleAuthManager`` with ``simple_auth_manager_all_admins=True`` (no login:
   a local development stack), examples off, the DAGs folder re-listed every 5 s and files re-parsed
   every 10 s, triggerer capacity 2000.
+* DAG import timeouts a slow, loaded machine survives: ``[core] dagbag_import_timeout`` 180 s and
+  ``[dag_processor] dag_file_processor_timeout`` 240 s (Airflow's defaults are 30 s and 50 s).
 * ``[mlrepo] runner = local``: operators run their container command as a local process.
+* OpenLineage is on in every component (:func:`lineage_environment`): namespace
+  :data:`LINEAGE_NAMESPACE`, the provider's outbox transport (``<state>/airflow/mlrepo-lineage-outbox``)
+  delivering to the stack's Marquez (its own or the external ``MLREPO_MARQUEZ_URL``) when it runs, and
+  ``[mlrepo] marquez_url`` set for the "Marquez run" link. Without a running Marquez the events are
+  kept in the outbox (``mlrepo lineage replay`` delivers them later).
 * The four components share a generated JWT secret and Fernet key (``secrets.env``), the lakeFS
   connection ``lakefs_default`` and the lakeFS webhook secret (``[mlrepo] webhook_secret``). If the
   stack's lakeFS runs without that secret in its environment (it was started by an older version
@@ -29,7 +36,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlrepo.exceptions import StackError
-from mlrepo_devstack.stack import lakefs
+from mlrepo_devstack.stack import lakefs, marquez
 from mlrepo_devstack.stack.airflow_db import airflow_executable, airflow_home, airflow_version, connection_url
 from mlrepo_devstack.stack.health import http_request, port_is_open, wait_until
 from mlrepo_devstack.stack.processes import is_alive, log_tail, read_pid_file, start_detached, stop_process
@@ -50,6 +57,10 @@ SERVICES: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "trigge
 HEALTH_COMPONENTS: tuple[str, ...] = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 START_TIMEOUT = 300.0
 MARKER_FILENAME = ".mlrepo-services"
+#: Seconds a DAG file's import may take (``[core] dagbag_import_timeout``, Airflow's default 30).
+DAGBAG_IMPORT_TIMEOUT = 180
+#: Seconds one DAG-file processor may run (``[dag_processor] dag_file_processor_timeout``, default 50).
+DAG_FILE_PROCESSOR_TIMEOUT = 240
 #: Triggers one triggerer runs at once (Airflow's default is 1000; benchmarks use 1000 + others).
 TRIGGERER_CAPACITY = 2000
 
@@ -75,8 +86,41 @@ WORKER_LOG_PORT_OFFSET = 713
 TRIGGER_LOG_PORT_OFFSET = 714
 
 
-def environment(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str, str]:
-    """The environment of every component: the caller's minus any ``AIRFLOW*`` settings, plus ours."""
+#: OpenLineage namespace of the stack's Airflow jobs.
+LINEAGE_NAMESPACE = "mlrepo-stack"
+OUTBOX_TRANSPORT = "airflow_mlrepo.lineage.outbox.OutboxTransport"
+OUTBOX_DIR_NAME = "mlrepo-lineage-outbox"
+#: The marker's ``LINEAGE_TO`` when no Marquez ran at start: events stay in the outbox.
+_OUTBOX_ONLY = "outbox only"
+
+
+def lineage_outbox(settings: StackSettings) -> Path:
+    """Where the stack's Airflow keeps OpenLineage events until Marquez accepted them."""
+    return airflow_home(settings) / OUTBOX_DIR_NAME
+
+
+def lineage_target(settings: StackSettings) -> str | None:
+    """The Marquez the stack's Airflow delivers lineage to: its URL when it runs, else None."""
+    status = marquez.status(settings)
+    return status.endpoint if status.state == "running" else None
+
+
+def lineage_environment(settings: StackSettings, marquez_url: str | None) -> dict[str, str]:
+    """``[openlineage]`` and ``[mlrepo] marquez_url`` of the components (OpenLineage on, outbox transport)."""
+    transport: dict[str, Any] = {"type": OUTBOX_TRANSPORT, "outbox_dir": str(lineage_outbox(settings))}
+    env = {"AIRFLOW__OPENLINEAGE__DISABLED": "False", "AIRFLOW__OPENLINEAGE__NAMESPACE": LINEAGE_NAMESPACE}
+    if marquez_url is not None:
+        transport["http"] = marquez.http_transport_options(marquez_url, settings.marquez_api_key)
+        env["AIRFLOW__MLREPO__MARQUEZ_URL"] = marquez_url
+    env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(transport)
+    return env
+
+
+def environment(settings: StackSettings, secrets: Mapping[str, str], marquez_url: str | None = None) -> dict[str, str]:
+    """The environment of every component: the caller's minus any ``AIRFLOW*`` settings, plus ours.
+
+    ``marquez_url``: where lineage is delivered (:func:`lineage_target`); None keeps it in the outbox.
+    """
     base = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
     endpoint = api_endpoint(settings)
     lakefs_endpoint = lakefs.endpoint(settings)
@@ -104,6 +148,10 @@ def environment(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_port + WORKER_LOG_PORT_OFFSET),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_port + TRIGGER_LOG_PORT_OFFSET),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        # Importing a DAG file that uses the provider takes seconds on an idle machine and far more on
+        # a loaded two-core one (docs/benchmarks.md); Airflow's 30 s / 50 s defaults then fail the parse.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": str(DAGBAG_IMPORT_TIMEOUT),
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": str(DAG_FILE_PROCESSOR_TIMEOUT),
         # An asset watcher's trigger is registered on the parse after its asset became active:
         # re-parse every 10 s (default 30) so a new watcher starts within seconds.
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
@@ -121,15 +169,17 @@ def environment(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str
             }
         ),
         "PYTHONUNBUFFERED": "1",
+        **lineage_environment(settings, marquez_url),
     }
 
 
-def _configuration(settings: StackSettings) -> dict[str, str]:
+def _configuration(settings: StackSettings, marquez_url: str | None) -> dict[str, str]:
     """What the running components must have been started with to be reused."""
     return {
         "AIRFLOW_VERSION": airflow_version(),
         "PORT": str(settings.airflow_port),
         "DAGS_FOLDER": str(dags_folder(settings)),
+        "LINEAGE_TO": marquez_url or _OUTBOX_ONLY,
     }
 
 
@@ -202,8 +252,10 @@ def _stop_all(settings: StackSettings) -> bool:
 def up(settings: StackSettings, secrets: Mapping[str, str]) -> ComponentStatus:
     """Start the four components unless ours are running, healthy and configured the same way."""
     _ensure_lakefs_knows_the_webhook_secret(settings, secrets)
+    marquez_url = lineage_target(settings)
+    configuration = _configuration(settings, marquez_url)
     pids = _running_pids(settings)
-    if all(pid is not None for pid in pids.values()) and _started_with(settings) == _configuration(settings):
+    if all(pid is not None for pid in pids.values()) and _started_with(settings) == configuration:
         if wait_until(lambda: not unhealthy_components(health(settings)), timeout=60.0):
             return _running_status(settings, pids, ", already running")
         log.warning("the stack's Airflow is not healthy (%s); restarting it", unhealthy_components(health(settings)))
@@ -217,7 +269,7 @@ def up(settings: StackSettings, secrets: Mapping[str, str]) -> ComponentStatus:
     home = airflow_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     dags_folder(settings).mkdir(parents=True, exist_ok=True)
-    env = environment(settings, secrets)
+    env = environment(settings, secrets, marquez_url)
     airflow = airflow_executable()
     started = time.monotonic()
     for service in SERVICES:
@@ -247,7 +299,7 @@ def up(settings: StackSettings, secrets: Mapping[str, str]) -> ComponentStatus:
             f"the stack's Airflow did not become healthy within {START_TIMEOUT:.0f}s "
             f"(exited: {', '.join(dead) or 'none'}; unhealthy: {', '.join(unhealthy_components(report))}):\n{tails}"
         )
-    _marker_path(settings).write_text(format_env_text(_configuration(settings)), encoding="utf-8")
+    _marker_path(settings).write_text(format_env_text(configuration), encoding="utf-8")
     elapsed = time.monotonic() - started
     log.info("Airflow %s healthy at %s after %.0fs", airflow_version(), api_endpoint(settings), elapsed)
     return _running_status(settings, _running_pids(settings))
@@ -292,9 +344,10 @@ def start_service(settings: StackSettings, secrets: Mapping[str, str], service: 
     running = read_pid_file(_pid_path(settings, service))
     if running is not None:
         return running
+    lineage_to = _started_with(settings).get("LINEAGE_TO", _OUTBOX_ONLY)
     return start_detached(
         [airflow_executable(), service],
-        env=environment(settings, secrets),
+        env=environment(settings, secrets, None if lineage_to == _OUTBOX_ONLY else lineage_to),
         log_path=_log_path(settings, service),
         pid_path=_pid_path(settings, service),
         cwd=airflow_home(settings),
@@ -302,11 +355,14 @@ def start_service(settings: StackSettings, secrets: Mapping[str, str], service: 
 
 
 __all__ = [
+    "LINEAGE_NAMESPACE",
     "SERVICES",
     "api_endpoint",
     "dags_folder",
     "down",
     "environment",
+    "lineage_environment",
+    "lineage_outbox",
     "start_service",
     "status",
     "stop_service",

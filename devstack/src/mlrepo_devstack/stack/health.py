@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ def http_request(
     json_body: Any = None,
     body: bytes | None = None,
     content_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
     timeout: float = 5.0,
 ) -> HttpAnswer | None:
     """One HTTP request; the answer (any status), or None when nothing answered.
@@ -45,6 +46,8 @@ def http_request(
     request = urllib.request.Request(url, data=data, method=method)
     if content_type is not None:
         request.add_header("Content-Type", content_type)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     if basic_auth is not None:
         token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode("ascii")
         request.add_header("Authorization", f"Basic {token}")

@@ -12,6 +12,12 @@ Then ``java -cp 'lib/*' marquez.MarquezApp db-migrate marquez.yml`` and, detache
 Marquez is optional for the stack: when it cannot be provided (no artifact, no Java, a crash)
 :func:`up` returns an ``unavailable`` status whose detail is the exact reason (for Maven, its
 first ``[ERROR]`` line); the reason is also kept in ``<state>/marquez/unavailable``.
+
+**An external Marquez.** With ``MLREPO_MARQUEZ_URL`` set (and ``MLREPO_MARQUEZ_API_KEY`` if it sits
+behind an API-key proxy) the stack starts no Marquez and downloads nothing: :func:`up` and
+:func:`status` only ask that Marquez's API (``GET /api/v1/namespaces?limit=1``) and report it
+``running`` or ``unavailable`` with the reason; :func:`down` leaves it alone. Everything that reads
+``stack.env`` (the demo, the stack's Airflow, the Marquez tier of the tests) then uses it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlrepo.exceptions import MarquezUnavailableError, StackError
 from mlrepo_devstack.stack.debian import install_packages
@@ -70,12 +76,71 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _failed_resolutions: dict[str, str] = {}
 
 
+#: ``stack.env``'s ``MARQUEZ_MANAGED``: who runs the Marquez at ``MARQUEZ_URL``.
+MANAGED_BY_STACK = "stack"
+MANAGED_EXTERNALLY = "external"
+EXTERNAL_PROBE_TIMEOUT = 5.0
+
+
+def is_external(settings: StackSettings) -> bool:
+    """Whether ``MLREPO_MARQUEZ_URL`` names a Marquez the stack uses instead of starting its own."""
+    return settings.marquez_url is not None
+
+
 def endpoint(settings: StackSettings) -> str:
+    if settings.marquez_url is not None:
+        return settings.marquez_url
     return f"http://{LOCALHOST}:{settings.marquez_port}"
 
 
 def admin_endpoint(settings: StackSettings) -> str:
     return f"http://{LOCALHOST}:{settings.marquez_admin_port}"
+
+
+def api_headers(api_key: str | None) -> dict[str, str]:
+    """The headers of a request to Marquez's API: ``Authorization: Bearer <key>`` when there is a key.
+
+    The same header OpenLineage's ``http`` transport sends for ``{"type": "api_key"}`` auth.
+    """
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def http_transport_options(url: str, api_key: str | None = None) -> dict[str, Any]:
+    """OpenLineage ``http`` transport options that post events to the Marquez at ``url``."""
+    options: dict[str, Any] = {"url": url, "endpoint": "api/v1/lineage", "timeout": 5}
+    if api_key:
+        options["auth"] = {"type": "api_key", "apiKey": api_key}
+    return options
+
+
+def external_status(settings: StackSettings) -> ComponentStatus:
+    """Whether the external Marquez answers its API (``GET /api/v1/namespaces?limit=1``)."""
+    url = endpoint(settings)
+    answer = http_request(
+        f"{url}/api/v1/namespaces?limit=1",
+        headers={"Accept": "application/json", **api_headers(settings.marquez_api_key)},
+        timeout=EXTERNAL_PROBE_TIMEOUT,
+    )
+    where = f"external Marquez at {url} (MLREPO_MARQUEZ_URL)"
+    if answer is None:
+        return ComponentStatus(MARQUEZ, "unavailable", endpoint=url, detail=f"{where} does not answer")
+    if answer.status in (401, 403):
+        hint = "check MLREPO_MARQUEZ_API_KEY" if settings.marquez_api_key else "set MLREPO_MARQUEZ_API_KEY"
+        return ComponentStatus(
+            MARQUEZ, "unavailable", endpoint=url, detail=f"{where} refused the request (HTTP {answer.status}): {hint}"
+        )
+    try:
+        body = answer.json() if answer.status == 200 else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("namespaces"), list):
+        return ComponentStatus(
+            MARQUEZ,
+            "unavailable",
+            endpoint=url,
+            detail=f"{where} answered GET /api/v1/namespaces with HTTP {answer.status}, not Marquez's namespace list",
+        )
+    return ComponentStatus(MARQUEZ, "running", endpoint=url, detail="external Marquez, not started by this stack")
 
 
 def _data_dir(settings: StackSettings) -> Path:
@@ -346,7 +411,9 @@ def _installed_version(settings: StackSettings) -> str:
 
 
 def up(settings: StackSettings, secrets: Mapping[str, str]) -> ComponentStatus:
-    """Start Marquez, or reuse ours; never raises for an unavailable Marquez, reports it."""
+    """Start Marquez, or reuse ours (or the external one); never raises for an unavailable Marquez, reports it."""
+    if is_external(settings):
+        return external_status(settings)
     pid = read_pid_file(settings.pid_path(MARQUEZ))
     if pid is not None and wait_until(lambda: _healthy(settings), timeout=30.0, keep_waiting=lambda: is_alive(pid)):
         return _running_status(settings, pid, _installed_version(settings), ", already running")
@@ -365,6 +432,8 @@ def up(settings: StackSettings, secrets: Mapping[str, str]) -> ComponentStatus:
 
 
 def status(settings: StackSettings) -> ComponentStatus:
+    if is_external(settings):
+        return external_status(settings)
     pid = read_pid_file(settings.pid_path(MARQUEZ))
     if pid is not None and _healthy(settings):
         return _running_status(settings, pid, _installed_version(settings))
@@ -377,4 +446,5 @@ def status(settings: StackSettings) -> ComponentStatus:
 
 
 def down(settings: StackSettings) -> bool:
+    """Stop the Marquez this stack started (an external Marquez is never touched)."""
     return stop_process(settings.pid_path(MARQUEZ), "Marquez")

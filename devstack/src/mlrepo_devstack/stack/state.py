@@ -22,9 +22,10 @@ import secrets
 import string
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from airflow_mlrepo.exceptions import StackError
 
@@ -65,6 +66,26 @@ def _path_from_environ(environ: Mapping[str, str], name: str) -> Path | None:
     return Path(raw).expanduser().absolute() if raw else None
 
 
+def _url_from_environ(environ: Mapping[str, str], name: str, credential_variable: str) -> str | None:
+    """An ``http(s)://host[:port][/path]`` URL without user info or query, trailing ``/`` removed."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise StackError(f"{name}={raw!r} is not an http(s) URL such as http://marquez.example:5000")
+    if parts.username or parts.password:
+        raise StackError(f"{name} must not carry credentials in the URL; put the API key in {credential_variable}")
+    if parts.query or parts.fragment:
+        raise StackError(f"{name}={raw!r}: give the base URL of the service, without a query or fragment")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Directories, ports and names of one local stack, read from the environment."""
@@ -79,6 +100,10 @@ class StackSettings:
     airflow_port: int = DEFAULT_AIRFLOW_PORT
     #: DAGs folder of the stack's Airflow (``MLREPO_DAGS_FOLDER``); None: ``<state>/airflow/dags``.
     dags_folder: Path | None = None
+    #: An already-running Marquez (``MLREPO_MARQUEZ_URL``): the stack then starts none and uses it.
+    marquez_url: str | None = None
+    #: Its API key (``MLREPO_MARQUEZ_API_KEY``), sent as ``Authorization: Bearer <key>``; never printed.
+    marquez_api_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
@@ -104,6 +129,8 @@ class StackSettings:
             marquez_admin_port=_port_from_environ(env, "MLREPO_MARQUEZ_ADMIN_PORT", DEFAULT_MARQUEZ_ADMIN_PORT),
             airflow_port=_port_from_environ(env, "MLREPO_AIRFLOW_PORT", DEFAULT_AIRFLOW_PORT),
             dags_folder=_path_from_environ(env, "MLREPO_DAGS_FOLDER"),
+            marquez_url=_url_from_environ(env, "MLREPO_MARQUEZ_URL", "MLREPO_MARQUEZ_API_KEY"),
+            marquez_api_key=env.get("MLREPO_MARQUEZ_API_KEY", "").strip() or None,
         )
 
     @property
