@@ -144,7 +144,7 @@ def test_schemas_ship_in_the_wheel(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for facet_class in ("LakeFSCommitDatasetFacet", "MlrepoModelChoiceRunFacet", "MlrepoContainerRunFacet"):
-        assert f"src/airflow_mlrepo/lineage/schemas/{facets.FACET_SCHEMA_VERSION}/{facet_class}.json" in names
+        assert f"airflow_mlrepo/lineage/schemas/{facets.FACET_SCHEMA_VERSION}/{facet_class}.json" in names
 
 
 def test_asset_converter_gives_assets_the_operators_identity() -> None:
