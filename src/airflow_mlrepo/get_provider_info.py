@@ -92,7 +92,11 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "name": "airflow_mlrepo_lakefs_webhook",
                 "plugin-class": "airflow_mlrepo.webhooks.plugin.LakeFSWebhookPlugin",
-            }
+            },
+            {
+                "name": "airflow_mlrepo_lineage",
+                "plugin-class": "airflow_mlrepo.lineage.plugin.MlrepoLineagePlugin",
+            },
         ],
         "config": {
             "mlrepo": {

@@ -7,6 +7,7 @@ No Marquez needed: the transport keeps every event in the outbox, which is what 
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,7 @@ from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage import marquez
 from airflow_mlrepo.lineage.outbox import Outbox
 from tests.integration.conftest import LakeFSServer
-from tests.integration.dag_runs import DagRunResult, run_dag
+from tests.integration.dag_runs import DagRunResult, dags_test_command, remove_dag, run_dag, session_home
 
 IMAGE = "airflow-mlrepo/iris:0.1"
 
@@ -196,3 +197,54 @@ def test_train_predict_and_historical_predict_emit_exact_commits(
     everything = "\n".join(entry.read_text() for entry in outbox.pending())
     assert lakefs_server.secret_access_key not in everything
     assert lakefs_server.access_key_id not in everything
+
+
+_HELLO_DAG = """
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from airflow.sdk import DAG, task
+
+with DAG(dag_id={dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)):
+
+    @task
+    def hello() -> str:
+        return "hello"
+
+    hello()
+"""
+
+
+def test_a_rerun_of_the_same_dag_and_logical_date_gets_its_own_run_ids_and_a_dag_run_start(
+    outbox: Outbox, airflow_metadata_db: str
+) -> None:
+    """`airflow dags test` twice for one logical date (what the demo's "clear" does): two runs in
+    OpenLineage, each DAG run with its START and COMPLETE, each task run under its own DAG run."""
+    home = session_home()
+    dag_id = f"test_rerun_{uuid.uuid4().hex[:10]}"
+    (home.dags_folder / f"{dag_id}.py").write_text(_HELLO_DAG.format(dag_id=dag_id))
+    when = datetime(2026, 11, 30, 6, tzinfo=timezone.utc)
+    try:
+        for _ in range(2):
+            done = subprocess.run(
+                dags_test_command(dag_id, when), env=home.env(), capture_output=True, text=True, timeout=300
+            )
+            assert DagRunResult(dag_id, done.returncode, done.stdout + done.stderr).state == "success", done.stdout[
+                -3000:
+            ]
+    finally:
+        remove_dag(dag_id, home)
+    events = [e for e in _events(outbox) if e["job"]["name"] in (dag_id, f"{dag_id}.hello")]
+    dag_runs: dict[str, set[str]] = {}
+    task_runs: dict[str, set[str]] = {}
+    parents: dict[str, str] = {}
+    for event in events:
+        runs = dag_runs if event["job"]["name"] == dag_id else task_runs
+        runs.setdefault(event["run"]["runId"], set()).add(event["eventType"])
+        if event["job"]["name"] != dag_id:
+            parents[event["run"]["runId"]] = event["run"]["facets"]["parent"]["run"]["runId"]
+    assert len(task_runs) == 2, task_runs  # the re-run is not merged into the first run
+    assert len(dag_runs) == 2, dag_runs
+    assert all(states == {"START", "COMPLETE"} for states in (*dag_runs.values(), *task_runs.values())), events
+    assert set(parents.values()) == set(dag_runs)  # each task run under its own DAG run

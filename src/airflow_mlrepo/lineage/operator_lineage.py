@@ -14,6 +14,15 @@ The openlineage provider's listener calls the operator's methods, which delegate
 
 Each input also names the run that wrote its commit (``producedBy``), read from the commit's
 provenance metadata, so the outbox can re-register it in Marquez (:mod:`airflow_mlrepo.lineage.marquez`).
+
+**No outputs that were not produced.** When an operator reports no datasets (START, or a FAIL before
+pinning), the openlineage provider falls back to the task's Airflow ``outlets`` and reports each as an
+output with no facets; Marquez makes such an output the dataset's current version (with no commit),
+and a failed run leaves it there. So :func:`on_start` and :func:`on_failure` mark the operator's
+``lakefs://`` outlets as not produced (:func:`outlet_not_produced`) and the Asset converter
+(:func:`airflow_mlrepo.assets.lakefs.convert_asset_to_openlineage`) gives no dataset for them, which the
+provider skips; :func:`on_complete` lifts the mark. The COMPLETE event reports the output itself, at
+its commit.
 """
 
 from __future__ import annotations
@@ -191,11 +200,31 @@ def _pins(operator: LakeFSPodOperator) -> dict[str, PinnedInput]:
     return dict(getattr(operator, "pinned_inputs", None) or {})
 
 
+#: URIs of ``lakefs://`` outlets whose task attempt (in this process) has not produced them.
+_not_produced: set[str] = set()
+
+
+def _outlet_uris(operator: Any) -> set[str]:
+    uris = set()
+    for outlet in getattr(operator, "outlets", None) or []:
+        uri = getattr(outlet, "uri", None)
+        if isinstance(uri, str) and uri.startswith("lakefs://"):
+            uris.add(uri)
+    return uris
+
+
+def outlet_not_produced(uri: str) -> bool:
+    """Whether a ``lakefs://`` Asset is an outlet of a task attempt that has not produced it (yet)."""
+    return uri in _not_produced
+
+
 def on_start(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
+    _not_produced.update(_outlet_uris(operator))
     return _operator_lineage(run_facets=run_facets(operator, {}))
 
 
 def on_complete(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
+    _not_produced.difference_update(_outlet_uris(operator))
     pins = _pins(operator)
     return _operator_lineage(
         inputs=input_datasets(operator, pins), outputs=output_datasets(operator), run_facets=run_facets(operator, pins)
@@ -203,6 +232,7 @@ def on_complete(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
 
 
 def on_failure(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
+    _not_produced.update(_outlet_uris(operator))
     pins = _pins(operator)
     return _operator_lineage(inputs=input_datasets(operator, pins), run_facets=run_facets(operator, pins))
 
@@ -224,5 +254,6 @@ __all__ = [
     "on_complete",
     "on_failure",
     "on_start",
+    "outlet_not_produced",
     "sensor_on_complete",
 ]
