@@ -132,7 +132,7 @@ def test_train_predict_and_historical_predict_emit_exact_commits(
     assert (training_data["namespace"], training_data["name"]) == (f"lakefs://{repos['train']}", "main/data")
     assert training_data["facets"]["version"]["datasetVersion"] == train_commit.id
     assert training_data["facets"]["lakefs_commit"]["commitId"] == train_commit.id
-    assert training_data["facets"]["lakefs_commit"]["pinRule"] == "as_of"
+    assert training_data["inputFacets"]["mlrepo_pin"]["rule"] == "as_of"
     (model_out,) = train_complete["outputs"]
     assert (model_out["namespace"], model_out["name"]) == (f"lakefs://{repos['models']}", "main/model")
     assert model_out["facets"]["version"]["datasetVersion"] == model_commit.id
@@ -162,8 +162,8 @@ def test_train_predict_and_historical_predict_emit_exact_commits(
     model_in = inputs[(f"lakefs://{repos['models']}", "main/model")]
     assert model_in["facets"]["version"]["datasetVersion"] == model_commit.id
     assert model_in["facets"]["datasetType"]["datasetType"] == "MODEL"
-    assert model_in["facets"]["lakefs_commit"]["producedBy"]["runId"] == train_run_id
-    assert model_in["facets"]["lakefs_commit"]["producedBy"]["jobName"] == f"{trained.dag_id}.train"
+    assert model_in["inputFacets"]["mlrepo_pin"]["producedBy"]["runId"] == train_run_id
+    assert model_in["inputFacets"]["mlrepo_pin"]["producedBy"]["jobName"] == f"{trained.dag_id}.train"
     data_in = inputs[(f"lakefs://{repos['input']}", "main/batches")]
     assert data_in["facets"]["version"]["datasetVersion"] == first_input.id
     (predictions_out,) = predict_complete["outputs"]

@@ -88,19 +88,22 @@ def test_lakefs_commit_facet_is_a_v2_dataset_facet_valid_against_the_shipped_sch
         branch="main",
         commitId=MODEL_COMMIT,
         path="model",
-        ref="main",
         uri=f"lakefs://iris-models/{MODEL_COMMIT}/model",
-        pinRule="as_of",
-        asOf="2026-11-01T00:00:00+00:00",
-        commitTime="2026-11-01T00:00:05+00:00",
-        producedBy=producer,
     )
     assert isinstance(facet, DatasetFacet)
     document = _validate("LakeFSCommitDatasetFacet", facets.LAKEFS_COMMIT_FACET, facet)
     assert document["_schemaURL"] == facets.schema_url("LakeFSCommitDatasetFacet")
-    assert document["_schemaURL"].startswith("https://raw.githubusercontent.com/airflow-mlrepo/airflow-mlrepo/v")
-    assert "/main/" not in document["_schemaURL"].split("airflow-mlrepo/airflow-mlrepo/")[1].split("/")[0]
-    assert document["producedBy"] == {
+    assert document["_producer"] == facets.PRODUCER
+    pin = facets.MlrepoPinInputDatasetFacet(
+        rule="as_of",
+        ref="main",
+        asOf="2026-11-01T00:00:00+00:00",
+        commitTime="2026-11-01T00:00:05+00:00",
+        producedBy=producer,
+    )
+    pin_document = _validate("MlrepoPinInputDatasetFacet", facets.PIN_FACET, pin)
+    assert pin_document["_producer"] == facets.PRODUCER
+    assert pin_document["producedBy"] == {
         "runId": TRAINING_RUN.run_id,
         "jobNamespace": "airflow-prod",
         "jobName": "iris_daily.train",
@@ -143,8 +146,8 @@ def test_schemas_ship_in_the_wheel(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for facet_class in ("LakeFSCommitDatasetFacet", "MlrepoModelChoiceRunFacet", "MlrepoContainerRunFacet"):
-        assert f"src/airflow_mlrepo/lineage/schemas/{facets.FACET_SCHEMA_VERSION}/{facet_class}.json" in names
+    for facet_class in facets.FACET_CLASSES:
+        assert f"airflow_mlrepo/lineage/schemas/{facets.FACET_SCHEMA_VERSION}/{facet_class}.json" in names
 
 
 def test_asset_converter_gives_assets_the_operators_identity() -> None:
@@ -248,9 +251,10 @@ def test_training_complete_reports_pinned_inputs_and_the_model_commit(monkeypatc
     assert commit["commitId"] == TRAIN_COMMIT
     assert commit["repository"] == "iris-train"
     assert commit["branch"] == "main"
-    assert commit["pinRule"] == "as_of"
-    assert commit["commitTime"] == datetime.fromtimestamp(COMMIT_TIME, tz=timezone.utc).isoformat()
-    assert "producedBy" not in commit
+    pin = training_data["inputFacets"]["mlrepo_pin"]
+    assert pin["rule"] == "as_of"
+    assert pin["commitTime"] == datetime.fromtimestamp(COMMIT_TIME, tz=timezone.utc).isoformat()
+    assert "producedBy" not in pin
     assert "datasetType" not in training_data["facets"]
     (model,) = event["outputs"]
     assert (model["namespace"], model["name"]) == ("lakefs://iris-models", "main/model")
@@ -284,8 +288,8 @@ def test_inference_reports_model_choice_and_the_training_run_behind_the_model(
     assert model["namespace"] == "lakefs://iris-models"
     assert model["facets"]["datasetType"]["datasetType"] == "MODEL"
     assert model["facets"]["version"]["datasetVersion"] == MODEL_COMMIT
-    assert model["facets"]["lakefs_commit"]["producedBy"]["runId"] == TRAINING_RUN.run_id
-    assert model["facets"]["lakefs_commit"]["producedBy"]["jobName"] == "iris_daily.train"
+    assert model["inputFacets"]["mlrepo_pin"]["producedBy"]["runId"] == TRAINING_RUN.run_id
+    assert model["inputFacets"]["mlrepo_pin"]["producedBy"]["jobName"] == "iris_daily.train"
     assert inputs["main/batches"]["facets"]["version"]["datasetVersion"] == INPUT_COMMIT
     choice = event["run"]["facets"]["mlrepo_modelChoice"]
     assert (choice["policy"], choice["requested"], choice["commitId"]) == (policy, model_version, MODEL_COMMIT)
@@ -341,7 +345,7 @@ def test_sensor_reports_what_it_watched_at_the_detected_head() -> None:
         ("lakefs://iris-train", "main/labels"),
     ]
     assert {d["facets"]["version"]["datasetVersion"] for d in event["inputs"]} == {TRAIN_COMMIT}
-    assert event["inputs"][0]["facets"]["lakefs_commit"]["pinRule"] == "detected"
+    assert event["inputs"][0]["inputFacets"]["mlrepo_pin"]["rule"] == "detected"
 
 
 def _provider_lineage(op: LakeFSPodOperator, state: Any) -> OperatorLineage[Any, Any]:

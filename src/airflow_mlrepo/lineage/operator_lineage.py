@@ -36,6 +36,7 @@ from openlineage.client.facet_v2 import RunFacet, execution_parameters_run
 from airflow_mlrepo.lineage.facets import (
     CONTAINER_FACET,
     MODEL_CHOICE_FACET,
+    PRODUCER,
     LakeFSProducerRun,
     MlrepoContainerRunFacet,
     MlrepoModelChoiceRunFacet,
@@ -74,7 +75,7 @@ def execution_parameters(hyperparameters: dict[str, Any]) -> execution_parameter
         )
         for key, value in sorted(hyperparameters.items())
     ]
-    return execution_parameters_run.ExecutionParametersRunFacet(parameters=parameters)
+    return execution_parameters_run.ExecutionParametersRunFacet(parameters=parameters, producer=PRODUCER)
 
 
 def _model_location(operator: LakeFSPodOperator) -> LakeFSLocation | None:
@@ -193,7 +194,7 @@ def output_datasets(operator: LakeFSPodOperator) -> list[OutputDataset]:
     if not commit_id or not is_commit_id(str(commit_id)):
         return []
     target = LakeFSLocation.parse(operator.output_location)
-    return [output_dataset(target, commit_id=str(commit_id), model=operator.output_kind == "model", pin_rule="output")]
+    return [output_dataset(target, commit_id=str(commit_id), model=operator.output_kind == "model")]
 
 
 def _pins(operator: LakeFSPodOperator) -> dict[str, PinnedInput]:
