@@ -22,6 +22,7 @@ from airflow_mlrepo.lineage import marquez
 from airflow_mlrepo.lineage.outbox import Outbox
 from tests.integration.conftest import LakeFSServer
 from tests.integration.dag_runs import DagRunResult, dags_test_command, remove_dag, run_dag, session_home
+from tests.openlineage_validation import validate_event
 
 IMAGE = "airflow-mlrepo/iris:0.1"
 
@@ -193,6 +194,12 @@ def test_train_predict_and_historical_predict_emit_exact_commits(
     # the older input commit is registered again right before the historical run's COMPLETE
     assert data_registration in {e["run"]["runId"] for e in entry[:-1]}
 
+    # ------------------------------------------------ every event follows the OpenLineage schemas
+    every = [event for entry in _entries(outbox) for event in entry]
+    assert {e["eventType"] for e in every} >= {"START", "COMPLETE"}
+    for event in every:  # the listener's task and DAG events, our registrations
+        validate_event(event)
+
     # ----------------------------------------------------------------------------- secrets
     everything = "\n".join(entry.read_text() for entry in outbox.pending())
     assert lakefs_server.secret_access_key not in everything
@@ -248,3 +255,5 @@ def test_a_rerun_of_the_same_dag_and_logical_date_gets_its_own_run_ids_and_a_dag
     assert len(dag_runs) == 2, dag_runs
     assert all(states == {"START", "COMPLETE"} for states in (*dag_runs.values(), *task_runs.values())), events
     assert set(parents.values()) == set(dag_runs)  # each task run under its own DAG run
+    for event in events:  # the DAG-run START we add follows the spec too
+        validate_event(event)

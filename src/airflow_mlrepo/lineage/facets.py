@@ -40,7 +40,7 @@ from openlineage.client.facet_v2 import DatasetFacet, InputDatasetFacet, RunFace
 PRODUCER = "https://github.com/airflow-mlrepo/airflow-mlrepo"
 #: Version of our facet schemas (OpenLineage style, dashes) and the commit that introduced it.
 FACET_SCHEMA_VERSION = "1-1-0"
-SCHEMA_COMMIT = "0000000000000000000000000000000000000000"
+SCHEMA_COMMIT = "6581d386d6c5a2d70b668d5167d489172dc9573c"
 SCHEMA_REPOSITORY_PATH = f"src/airflow_mlrepo/lineage/schemas/{FACET_SCHEMA_VERSION}"
 SCHEMA_URL_BASE = (
     f"https://raw.githubusercontent.com/airflow-mlrepo/airflow-mlrepo/{SCHEMA_COMMIT}/{SCHEMA_REPOSITORY_PATH}"
