@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from airflow_mlrepo.hooks.lakefs import LakeFSHook
     from airflow_mlrepo.operators.pod import LakeFSPodOperator
+    from airflow_mlrepo.operators.revert import LakeFSRevertOperator
     from airflow_mlrepo.pinning import PinnedInput
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,45 @@ def on_failure(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
     return _operator_lineage(inputs=input_datasets(operator, pins), run_facets=run_facets(operator, pins))
 
 
+def revert_on_start(operator: LakeFSRevertOperator) -> OperatorLineage[Any, Any]:
+    """A revert's START (and FAIL): no datasets, its outlets not produced (see the module docstring)."""
+    _not_produced.update(_outlet_uris(operator))
+    return _operator_lineage()
+
+
+def revert_on_complete(operator: LakeFSRevertOperator) -> OperatorLineage[Any, Any]:
+    """A revert's COMPLETE: each path at the restored commit as input, at the revert commit as output."""
+    _not_produced.difference_update(_outlet_uris(operator))
+    head = getattr(operator, "output_commit_id", None)
+    if not head:
+        return _operator_lineage()
+    restored = getattr(operator, "restored_commit_id", None)
+    hook = operator.__dict__.get("lakefs_hook")
+    commit_time, produced_by = _commit_facts(hook, operator.repository, restored) if restored else (None, None)
+    is_model = False
+    if restored and hook is not None:
+        try:
+            is_model = hook.get_commit(operator.repository, restored).metadata.get("mlrepo.output_kind") == "model"
+        except Exception:
+            is_model = False
+    inputs, outputs = [], []
+    for path in operator.lineage_paths():
+        location = LakeFSLocation(operator.repository, operator.branch, path)
+        if restored:
+            inputs.append(
+                input_dataset(
+                    location,
+                    commit_id=restored,
+                    model=is_model,
+                    pin_rule="revert",
+                    commit_time=commit_time,
+                    produced_by=produced_by,
+                )
+            )
+        outputs.append(output_dataset(location, commit_id=str(head), model=is_model))
+    return _operator_lineage(inputs=inputs, outputs=outputs)
+
+
 def sensor_on_complete(sensor: Any, head: str | None) -> OperatorLineage[Any, Any]:
     """A ``LakeFSCommitSensor``'s inputs: what it watched, at the branch head that carried the new commits."""
     paths = list(sensor.prefixes or sensor.objects or [""])
@@ -256,5 +296,7 @@ __all__ = [
     "on_failure",
     "on_start",
     "outlet_not_produced",
+    "revert_on_complete",
+    "revert_on_start",
     "sensor_on_complete",
 ]
