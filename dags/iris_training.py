@@ -62,6 +62,8 @@ with DAG(
         hyperparameters={"C": "{{ params.C }}"},
         image=IMAGE,
         cmds=["python", "-m", "mlrepo_iris.train"],
+        framework="scikit-learn",
+        model_format="pickle",
         namespace="ml",
         # Runs may overlap (a backfill next to an event-driven run): the one that finishes last is the
         # branch's model; every model stays in the branch history with its provenance.

@@ -113,6 +113,10 @@ class CommitDetectionError(MlRepoError):
     """A commit trigger reported an error event the sensor cannot map to a more specific lakeFS error."""
 
 
+class AirflowAPIError(MlRepoError):
+    """Airflow's REST API refused a request; the message names the DAG, the run and Airflow's answer."""
+
+
 class NoProvenanceError(MlRepoError):
     """An object or commit carries no airflow-mlrepo provenance (it was not written by an mlrepo task)."""
 

@@ -94,6 +94,10 @@ def get_provider_info() -> dict[str, Any]:
                 "plugin-class": "airflow_mlrepo.webhooks.plugin.LakeFSWebhookPlugin",
             },
             {
+                "name": "airflow_mlrepo_provenance_view",
+                "plugin-class": "airflow_mlrepo.provenance_view.plugin.ProvenanceViewPlugin",
+            },
+            {
                 "name": "airflow_mlrepo_lineage",
                 "plugin-class": "airflow_mlrepo.lineage.plugin.MlrepoLineagePlugin",
             },
@@ -135,6 +139,14 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": "{marquez_url}/lineage/job/{namespace}/{job}",
                         "default": "{marquez_url}/api/v1/jobs/runs/{run_id}",
+                    },
+                    "provenance_lakefs_conn_id": {
+                        "description": 'lakeFS connection the "Provenance" tab of task instances (api-server '
+                        "plugin) reads provenance through.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": None,
+                        "default": "lakefs_default",
                     },
                     "webhook_lakefs_conn_id": {
                         "description": "lakeFS connection the receiver uses to check which paths a commit "

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlrepo.exceptions import CommitNotAncestorError
+from airflow_mlrepo.exceptions import CommitNotAncestorError, LakeFSNotFoundError
 from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
 
 if TYPE_CHECKING:
@@ -123,7 +123,19 @@ def is_branch(hook: LakeFSHook, location: LakeFSLocation) -> bool:
 def pin_input(hook: LakeFSHook, name: str, source: LakeFSLocation, context: Mapping[str, Any]) -> PinnedInput:
     """Bind one declared input to a commit id by the rules in this module's docstring."""
     if not is_branch(hook, source):
-        return PinnedInput(name, source, hook.resolve_commit_id(source.repository, source.ref), RULE_REF)
+        try:
+            commit_id = hook.resolve_commit_id(source.repository, source.ref)
+        except LakeFSNotFoundError as exc:
+            raise LakeFSNotFoundError(
+                f"Input '{name}': {source.uri}: repository '{source.repository}' has no branch, tag or commit "
+                f"'{source.ref}' ({exc})",
+                repository=source.repository,
+                ref=source.ref,
+                path=source.path,
+                status=exc.status,
+                server_message=exc.server_message,
+            ) from exc
+        return PinnedInput(name, source, commit_id, RULE_REF)
     from_events = asset_event_commits(context, source.repository, source.ref)
     if from_events:
         commit_id = from_events[-1]

@@ -23,6 +23,9 @@ PREFIX = "mlrepo."
 FORMAT_VERSION = "1"
 FINGERPRINT = "mlrepo.fingerprint"
 LAKEFS_AIRFLOW = "::lakefs::Airflow::"
+#: Model commit metadata: the framework that trained the model and the format of its files.
+MODEL_FRAMEWORK_KEY = "mlrepo.model.framework"
+MODEL_FORMAT_KEY = "mlrepo.model.format"
 
 
 def fingerprint(

@@ -24,8 +24,9 @@ from airflow_mlrepo.exceptions import (
     MlRepoError,
     NoProvenanceError,
 )
+from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.locations import LakeFSLocation
-from airflow_mlrepo.provenance import LAKEFS_AIRFLOW
+from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, MODEL_FORMAT_KEY, MODEL_FRAMEWORK_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -53,11 +54,13 @@ class Links:
     marquez_api: str | None = None
 
     def commit(self, repository: str, commit_id: str) -> str:
-        return f"{self.lakefs_ui.rstrip('/')}/repositories/{repository}/commits/{commit_id}"
+        return LakeFSUI(self.lakefs_ui).commit(repository, commit_id)
 
     def objects(self, repository: str, ref: str, path: str) -> str:
-        query = urllib.parse.urlencode({"ref": ref, "path": path})
-        return f"{self.lakefs_ui.rstrip('/')}/repositories/{repository}/objects?{query}"
+        return LakeFSUI(self.lakefs_ui).object(repository, ref, path)
+
+    def compare(self, repository: str, base: str, other: str) -> str:
+        return LakeFSUI(self.lakefs_ui).compare(repository, base, other)
 
     def airflow_run(self, dag_id: str, run_id: str) -> str | None:
         if not self.airflow_ui:
@@ -114,6 +117,8 @@ class ProvenanceNode:
     command: list[str] | None = None
     hyperparameters: dict[str, Any] | None = None
     model_policy: str | None = None
+    model_framework: str | None = None
+    model_format: str | None = None
     airflow: AirflowRun | None = None
     inputs: tuple[ProvenanceNode, ...] = field(default_factory=tuple)
 
@@ -154,6 +159,8 @@ class ProvenanceNode:
             "command": self.command,
             "hyperparameters": self.hyperparameters,
             "model_policy": self.model_policy,
+            "model_framework": self.model_framework,
+            "model_format": self.model_format,
         }
         data.update({key: value for key, value in optional.items() if value is not None})
         if self.airflow is not None:
@@ -346,6 +353,8 @@ def _node(
         command=list(command) if isinstance(command, list) else None,
         hyperparameters=dict(hyperparameters) if isinstance(hyperparameters, dict) else None,
         model_policy=meta.get("mlrepo.model.policy"),
+        model_framework=meta.get(MODEL_FRAMEWORK_KEY) or None,
+        model_format=meta.get(MODEL_FORMAT_KEY) or None,
         airflow=airflow,
         inputs=tuple(inputs),
         **base,
@@ -409,6 +418,11 @@ def _add(tree: Tree, node: ProvenanceNode) -> None:
     if node.hyperparameters:
         code += f"  params {escape(json.dumps(node.hyperparameters, sort_keys=True))}"
     branch.add(code)
+    if node.model_framework or node.model_format:
+        branch.add(
+            f"model framework [bold]{escape(node.model_framework or '?')}[/bold]  "
+            f"format [bold]{escape(node.model_format or '?')}[/bold]"
+        )
     if node.model_policy:
         branch.add(f"model policy [bold]{escape(node.model_policy)}[/bold]")
     for child in node.inputs:

@@ -31,10 +31,17 @@ def test_repository_names_follow_the_example_dags_prefix(tmp_path: Path) -> None
     assert [plain.repository(r) for r in demo.ROLES] == ["iris-train", "iris-input", "iris-models", "iris-predictions"]
     suffixed = demo.DemoSettings.from_stack(STACK_ENV, home=tmp_path, repository_suffix="t1")
     assert suffixed.repository("models") == "iris-t1-models"
-    env = demo.airflow_environment(suffixed, STACK_ENV)
+    stack_airflow = {
+        "AIRFLOW_HOME": "/state/airflow",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:pw@127.0.0.1:5433/airflow",
+        "AIRFLOW__MLREPO__RUNNER": "local",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
+    }
+    env = demo.airflow_environment(suffixed, STACK_ENV, stack_airflow)
     assert env[demo.REPO_PREFIX_VARIABLE] == "iris-t1"
-    assert env["AIRFLOW__MLREPO__RUNNER"] == "local"
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{tmp_path / 'airflow' / 'airflow.db'}"
+    # the stack's Airflow: its home, its PostgreSQL metadata DB, its runner and import timeout
+    for key, value in stack_airflow.items():
+        assert env[key] == value
     assert env["AIRFLOW_CONN_LAKEFS_DEFAULT"] == STACK_ENV["AIRFLOW_CONN_LAKEFS_DEFAULT"]
 
 
@@ -74,12 +81,14 @@ def test_without_the_outbox_module_lineage_goes_to_a_file_or_http(
     assert "OpenLineage events went to a local file" in demo.describe_lineage(settings, STACK_ENV)
 
 
-def test_install_dags_copies_the_two_example_dags(tmp_path: Path) -> None:
+def test_install_dags_copies_the_two_example_dags_beside_the_users_own(tmp_path: Path) -> None:
     settings = demo.DemoSettings.from_stack(STACK_ENV, home=tmp_path, dags_source=ROOT / "dags")
-    (settings.dags_folder).mkdir(parents=True)
-    (settings.dags_folder / "stale.py").write_text("raise SystemExit")
-    copied = demo.install_dags(settings)
-    assert sorted(p.name for p in settings.dags_folder.iterdir()) == ["iris_inference.py", "iris_training.py"]
+    folder = tmp_path / "stack-dags"
+    folder.mkdir()
+    (folder / "users_own.py").write_text("# a DAG of the user's")
+    (folder / "iris_training.py").write_text("# an outdated copy")
+    copied = demo.install_dags(settings, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["iris_inference.py", "iris_training.py", "users_own.py"]
     for path in copied:
         assert path.read_text() == (ROOT / "dags" / path.name).read_text()
 
@@ -133,3 +142,8 @@ def test_create_after_delete_gives_up_with_the_conflict() -> None:
     lakefs = _DeletingLakeFS("local://old", creates_until_gone=10**6)
     with pytest.raises(LakeFSConflictError, match="iris-train"):
         demo.create_repository_after_delete(lakefs, "iris-train", "local://new", timeout=0.05, pause=0)  # type: ignore[arg-type]
+
+
+def test_the_default_dags_source_is_the_checkout_s_dags_folder() -> None:
+    assert demo.repository_root() == ROOT
+    assert demo.DemoSettings.from_stack(STACK_ENV).dags_source == ROOT / "dags"

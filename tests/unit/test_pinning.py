@@ -82,3 +82,28 @@ def test_pins_by_other_rules_are_not_recorded_and_old_airflow_is_skipped() -> No
     check_against_first_attempt({"task_state_store": store}, {"m": _pin("c1", rule="latest")})
     assert store.data == {}
     check_against_first_attempt({}, {"training_data": _pin("c1")})
+
+
+class _NoSuchRef:
+    """A lakeFS boundary where the input's branch does not exist (lakeFS answers 404 "commit not found")."""
+
+    def branch_exists(self, repository: str, branch: str) -> bool:
+        return False
+
+    def resolve_commit_id(self, repository: str, ref: str) -> str:
+        from airflow_mlrepo.exceptions import LakeFSNotFoundError
+
+        raise LakeFSNotFoundError("commit not found", repository=repository, ref=ref, status=404)
+
+
+def test_a_missing_branch_is_an_error_naming_the_input_and_its_location() -> None:
+    from airflow_mlrepo.exceptions import LakeFSNotFoundError
+    from airflow_mlrepo.pinning import pin_input
+
+    source = LakeFSLocation.parse("lakefs://iris-train/no-such-branch/data/")
+    with pytest.raises(LakeFSNotFoundError) as raised:
+        pin_input(_NoSuchRef(), "training_data", source, {})  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert message.startswith("Input 'training_data': lakefs://iris-train/no-such-branch/data/")
+    assert "no branch, tag or commit 'no-such-branch'" in message
+    assert (raised.value.repository, raised.value.ref, raised.value.status) == ("iris-train", "no-such-branch", 404)

@@ -15,7 +15,7 @@ from airflow_mlrepo.exceptions import LakeFSNotFoundError, MlRepoError, NoProven
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSConnectionSettings, LakeFSHook
 from airflow_mlrepo.locations import LakeFSLocation
 from airflow_mlrepo.pinning import PinnedInput
-from airflow_mlrepo.provenance import build_provenance
+from airflow_mlrepo.provenance import MODEL_FORMAT_KEY, MODEL_FRAMEWORK_KEY, build_provenance
 from airflow_mlrepo.provenance_report import Links, render_text, trace
 
 TRAIN = "a" * 64
@@ -73,7 +73,11 @@ class FakeLakeFS(LakeFSHook):
         train = PinnedInput(
             "training_data", LakeFSLocation("iris-train", "main", "data/"), TRAIN, "as_of", as_of="2026-11-25"
         )
-        model_meta = _metadata("model", {"training_data": train}, None, "iris_training", "train")
+        model_meta = {
+            **_metadata("model", {"training_data": train}, None, "iris_training", "train"),
+            MODEL_FRAMEWORK_KEY: "scikit-learn",
+            MODEL_FORMAT_KEY: "pickle",
+        }
         batch = PinnedInput("input_data", LakeFSLocation("iris-input", "main", "batches/"), INPUT, "as_of")
         model = PinnedInput("model", LakeFSLocation("iris-models", "main", "model/"), MODEL_MERGE, "latest")
         pred_meta = _metadata(
@@ -220,3 +224,12 @@ def test_cli_prints_json_and_fails_cleanly(
     assert "carries no airflow-mlrepo provenance" in capsys.readouterr().err
     assert cli.main(["provenance", "not-a-location"]) == cli.EXIT_FAILED
     assert "Invalid lakeFS location" in capsys.readouterr().err
+
+
+def test_the_model_s_framework_and_format_recorded_on_its_commit_are_shown(lakefs: FakeLakeFS) -> None:
+    node = trace(lakefs, "lakefs://iris-predictions/main/predictions/predictions.csv", links=LINKS)
+    model = node.find("model")
+    assert model is not None
+    assert (model.model_framework, model.model_format) == ("scikit-learn", "pickle")
+    assert node.to_dict()["inputs"][1]["model_framework"] == "scikit-learn"
+    assert "model framework scikit-learn  format pickle" in render_text(node)

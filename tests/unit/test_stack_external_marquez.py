@@ -142,7 +142,7 @@ def test_the_stacks_airflow_and_the_demo_send_lineage_to_the_external_marquez(
         "MARQUEZ_API_KEY": "k3y",
     }
     demo_settings = demo.DemoSettings.from_stack(stack_env, home=tmp_path / "demo")
-    demo_env = demo.airflow_environment(demo_settings, stack_env)
+    demo_env = demo.airflow_environment(demo_settings, stack_env, env)
     assert json.loads(demo_env["AIRFLOW__OPENLINEAGE__TRANSPORT"])["http"] == transport["http"]
     assert demo_env["AIRFLOW__MLREPO__MARQUEZ_URL"] == recorded.url
 

@@ -8,15 +8,23 @@ What it does, in order (each step prints what it did and how long it took):
    again;
 3. seeds two simulated days of data: each day one training slice and one inference batch, each a
    lakeFS commit dated on its day (lakeFS ``CommitCreation.date``);
-4. prepares an Airflow home of its own (SQLite, migrated once and copied after that; the runner is
-   ``local``, so the DAG's container commands run as local processes);
-5. runs the example DAG with the real ``airflow dags test`` for each day: train on the training data
-   as of that day, predict that day's input with the newest model;
+4. brings up the stack's Airflow (api-server, scheduler, dag-processor, triggerer on the stack's
+   PostgreSQL; :mod:`mlrepo_devstack.stack.airflow_services`) with the two example DAGs in its DAGs
+   folder (kept paused, so new commits do not start runs of their own while the demo works); the
+   runner is ``local``, so the DAGs' container commands run as local processes;
+5. runs the example DAGs with the real ``dag.test()`` (what ``airflow dags test`` runs) on that
+   metadata database for each day: train on the training data as of that day, predict that day's
+   input with the newest model. The runs, their task logs and extra links are then in the stack's
+   Airflow UI, which stays up when the demo ends (``mlrepo stack down`` stops it);
 6. commits new training data (day 3) and runs the next day: a new model is trained from it;
 7. clears the first day's run and runs its ``predict`` task again (``train`` is marked done): the
    old input is predicted with the new model, a backtest;
 8. prints the provenance of the newest prediction (:mod:`airflow_mlrepo.provenance_report`), checks
-   it against the commits the demo created, and prints where to look.
+   it against the commits the demo created, and prints where to look: the URLs and logins of
+   Airflow, lakeFS and (where it runs) Marquez.
+
+Running it again is safe: the repositories are recreated, and the same logical dates replace the
+earlier demo's Airflow runs (same run ids).
 
 Lineage: when Marquez runs (``MARQUEZ_URL`` in ``stack.env``: the stack's own, or the external one
 named by ``MLREPO_MARQUEZ_URL``), OpenLineage events go to it through the provider's outbox (with
@@ -27,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import selectors
 import shutil
 import subprocess
@@ -61,11 +68,12 @@ TRAINING_PATH = "data/"
 INPUT_PATH = "batches/"
 TRAINING_PARTS = 3
 INPUT_PARTS = 5
-STEPS = 7
+STEPS = 8
 #: A run's output must finish within this many seconds.
 RUN_TIMEOUT = 600.0
 STARTUP_TIMEOUT = 300.0
-MIGRATE_TIMEOUT = 600.0
+#: How long the stack's dag-processor may take to register the example DAGs.
+REGISTER_TIMEOUT = 300.0
 
 
 class DemoError(MlRepoError):
@@ -73,8 +81,13 @@ class DemoError(MlRepoError):
 
 
 def repository_root() -> Path:
-    """The source checkout this package runs from (``dags/`` lives there)."""
-    return Path(__file__).resolve().parents[1]
+    """The source checkout this package runs from: the nearest folder above it with ``dags/`` in it
+    (``devstack/src/mlrepo_devstack/demo.py`` sits three levels below the checkout's root)."""
+    here = Path(__file__).resolve()
+    for folder in here.parents:
+        if (folder / "dags" / f"{TRAINING_DAG}.py").is_file():
+            return folder
+    return here.parents[3]
 
 
 @dataclass(frozen=True)
@@ -105,14 +118,6 @@ class DemoSettings:
 
     def repository(self, role: str) -> str:
         return f"{self.repository_prefix}-{role}"
-
-    @property
-    def airflow_home(self) -> Path:
-        return self.home / "airflow"
-
-    @property
-    def dags_folder(self) -> Path:
-        return self.home / "dags"
 
     @property
     def logs(self) -> Path:
@@ -290,32 +295,33 @@ def seed_day(hook: LakeFSHook, names: Mapping[str, str], day: datetime, part: in
 # ---------------------------------------------------------------- Airflow side
 
 
-def install_dags(settings: DemoSettings) -> list[Path]:
-    """Copy the two example DAGs (only them: less to parse per run) into the demo's DAGs folder."""
-    if settings.dags_folder.exists():
-        shutil.rmtree(settings.dags_folder)
-    settings.dags_folder.mkdir(parents=True)
+def install_dags(settings: DemoSettings, dags_folder: Path) -> list[Path]:
+    """Copy the two example DAGs into the stack Airflow's DAGs folder (other DAG files stay)."""
+    dags_folder.mkdir(parents=True, exist_ok=True)
     copied = []
     for dag_id in DAG_IDS:
         source = settings.dags_source / f"{dag_id}.py"
         if not source.is_file():
             raise DemoError(f"The example DAG {source} is missing: run the demo from a source checkout or pass --dags")
-        copied.append(Path(shutil.copy2(source, settings.dags_folder / source.name)))
+        target = dags_folder / source.name
+        if not target.exists() or target.read_bytes() != source.read_bytes():
+            shutil.copy2(source, target)
+        copied.append(target)
     return copied
 
 
-def airflow_environment(settings: DemoSettings, stack_env: Mapping[str, str]) -> dict[str, str]:
-    """The demo's Airflow: its own home and SQLite DB, local runner, lakeFS connection, lineage target."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+def airflow_environment(
+    settings: DemoSettings, stack_env: Mapping[str, str], stack_airflow: Mapping[str, str]
+) -> dict[str, str]:
+    """The demo's Airflow process: the stack Airflow's own environment (its ``AIRFLOW_HOME``,
+    PostgreSQL metadata DB, DAGs folder, local runner, lakeFS connection), plus the demo's
+    repository prefix and lineage target."""
+    env = dict(stack_airflow)
     env.update(
         {
-            "AIRFLOW_HOME": str(settings.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{settings.airflow_home / 'airflow.db'}",
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__MLREPO__RUNNER": "local",
-            "AIRFLOW__API__BASE_URL": settings.airflow_ui or "http://localhost:8080",
-            "AIRFLOW_CONN_LAKEFS_DEFAULT": stack_env["AIRFLOW_CONN_LAKEFS_DEFAULT"],
+            "AIRFLOW_CONN_LAKEFS_DEFAULT": stack_env.get(
+                "AIRFLOW_CONN_LAKEFS_DEFAULT", stack_airflow.get("AIRFLOW_CONN_LAKEFS_DEFAULT", "")
+            ),
             REPO_PREFIX_VARIABLE: settings.repository_prefix,
             "AIRFLOW__OPENLINEAGE__DISABLED": "False",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": "mlrepo-demo",
@@ -323,6 +329,8 @@ def airflow_environment(settings: DemoSettings, stack_env: Mapping[str, str]) ->
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if settings.airflow_ui:
+        env["AIRFLOW__API__BASE_URL"] = settings.airflow_ui
     if stack_env.get("MARQUEZ_URL"):
         env["AIRFLOW__MLREPO__MARQUEZ_URL"] = stack_env["MARQUEZ_URL"]
     return env
@@ -355,75 +363,75 @@ def lineage_transport(settings: DemoSettings, stack_env: Mapping[str, str]) -> d
     return {"type": "file", "log_file_path": str(settings.lineage_file), "append": True}
 
 
-def airflow_executable() -> str:
-    from mlrepo_devstack.stack.airflow_db import airflow_executable as find
+@dataclass(frozen=True)
+class StackAirflow:
+    """The stack's running Airflow: where its UI is and the environment its components run with."""
 
+    url: str
+    dags_folder: Path
+    environment: dict[str, str]
+
+
+def start_stack_airflow(settings: DemoSettings) -> StackAirflow:
+    """Bring up the stack's Airflow (idempotent) with the example DAGs in its DAGs folder."""
+    from mlrepo_devstack import stack
+    from mlrepo_devstack.stack import airflow_services
+    from mlrepo_devstack.stack.state import StackSettings, read_secrets
+
+    stack_settings = StackSettings.from_environ()
+    folder = airflow_services.dags_folder(stack_settings)
+    install_dags(settings, folder)
     try:
-        return find()
+        current = stack.up([stack.AIRFLOW])
     except StackError as exc:
-        raise DemoError(str(exc)) from exc
+        raise DemoError(f"the stack's Airflow did not come up: {exc}") from exc
+    return StackAirflow(
+        url=airflow_services.api_endpoint(stack_settings),
+        dags_folder=folder,
+        environment=airflow_services.environment(stack_settings, read_secrets(stack_settings))
+        if current[stack.AIRFLOW].is_up
+        else {},
+    )
 
 
-def _airflow_version() -> str:
-    from mlrepo_devstack.stack.airflow_db import airflow_version
+def wait_for_dags(url: str, dag_ids: Sequence[str], timeout: float = REGISTER_TIMEOUT) -> None:
+    """Wait until the stack's dag-processor has registered ``dag_ids`` (``GET /api/v2/dags/{id}``)."""
+    import httpx
 
-    return airflow_version()
-
-
-def prepare_airflow_home(settings: DemoSettings, env: Mapping[str, str]) -> str:
-    """A freshly migrated SQLite metadata DB: migrated once into a template, copied for each demo.
-
-    A fresh DB per demo keeps runs of an earlier demo (pinned to commits of repositories that no
-    longer exist) from being mistaken for the same runs.
-    """
-    home = settings.airflow_home
-    home.mkdir(parents=True, exist_ok=True)
-    template = settings.home / "airflow-template.db"
-    marker = settings.home / "airflow-template.version"
-    version = _airflow_version()
-    reused = template.exists() and marker.exists() and marker.read_text().strip() == version
-    if not reused:
-        template.unlink(missing_ok=True)
-        scratch = settings.home / "airflow-template"
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-        migrate_env = {
-            **env,
-            "AIRFLOW_HOME": str(scratch),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{scratch / 'airflow.db'}",
-        }
-        log_file = settings.logs / "airflow-db-migrate.log"
-        _run_logged([airflow_executable(), "db", "migrate"], migrate_env, log_file, MIGRATE_TIMEOUT)
-        shutil.copy2(scratch / "airflow.db", template)
-        shutil.rmtree(scratch, ignore_errors=True)
-        marker.write_text(version)
-    for stale in home.glob("airflow.db*"):
-        stale.unlink()
-    shutil.copy2(template, home / "airflow.db")
-    return "reused the migrated template" if reused else "migrated a new template"
+    deadline = time.monotonic() + timeout
+    missing = list(dag_ids)
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        while True:
+            missing = [dag_id for dag_id in missing if client.get(f"/api/v2/dags/{dag_id}").status_code != 200]
+            if not missing:
+                return
+            if time.monotonic() >= deadline:
+                errors = client.get("/api/v2/importErrors").text
+                raise DemoError(
+                    f"the stack's Airflow at {url} did not register {', '.join(missing)} within {timeout:.0f}s; "
+                    f"import errors: {errors}"
+                )
+            time.sleep(2.0)
 
 
-def _run_logged(command: Sequence[str], env: Mapping[str, str], log_file: Path, timeout: float) -> str:
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("w") as handle:
-        handle.write(f"$ {' '.join(command)}\n")
-        handle.flush()
-        try:
-            result = subprocess.run(
-                list(command),
-                env=dict(env),
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise DemoError(f"`{' '.join(command)}` did not finish in {timeout:.0f}s; log: {log_file}") from exc
-    output = log_file.read_text(errors="replace")
-    if result.returncode != 0:
-        tail = "\n".join(output.splitlines()[-25:])
-        raise DemoError(f"`{' '.join(command)}` failed (exit {result.returncode}); log: {log_file}\n{tail}")
-    return output
+def delete_earlier_runs(url: str, dag_ids: Sequence[str]) -> int:
+    """Delete the runs of ``dag_ids`` (an earlier demo's, pinned to repositories since recreated)."""
+    import urllib.parse
+
+    import httpx
+
+    removed = 0
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        for dag_id in dag_ids:
+            answer = client.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})
+            answer.raise_for_status()
+            for run in answer.json()["dag_runs"]:
+                quoted = urllib.parse.quote(run["dag_run_id"], safe="")
+                deleted = client.delete(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")
+                if deleted.status_code not in (204, 404):
+                    raise DemoError(f"could not delete run {run['dag_run_id']} of {dag_id}: {deleted.text}")
+                removed += 1
+    return removed
 
 
 class DemoAirflow:
@@ -564,29 +572,36 @@ def run_demo(
     _seed(result, progress, hook, day1, 1)
     _seed(result, progress, hook, day2, 2)
 
-    env = airflow_environment(settings, stack_env)
-    install_dags(settings)
-    how = prepare_airflow_home(settings, env)
-    progress.begin(f"Airflow: home {settings.airflow_home} (SQLite, {how}), runner=local")
+    progress.begin("the stack's Airflow: api-server, scheduler, dag-processor, triggerer on PostgreSQL")
+    stack_airflow, seconds = progress.run_long("starting (or reusing) it", lambda: start_stack_airflow(settings))
+    wait_for_dags(stack_airflow.url, DAG_IDS)
+    removed = delete_earlier_runs(stack_airflow.url, DAG_IDS)
+    progress.detail(
+        f"up at {stack_airflow.url} after {seconds:.0f}s; example DAGs in {stack_airflow.dags_folder} (paused)"
+        + (f"; {removed} runs of an earlier demo removed" if removed else "")
+    )
+    env = airflow_environment(settings, stack_env, stack_airflow.environment)
     with ExitStack() as cleanup:
         airflow, seconds = progress.run_long(
             f"parsing {', '.join(DAG_IDS)}", lambda: cleanup.enter_context(DemoAirflow(settings, env))
         )
-        progress.detail(f"ready in {seconds:.1f}s; Airflow's log: {settings.logs / 'airflow.log'}")
+        progress.detail(f"DAGs parsed in {seconds:.1f}s (runner=local); log: {settings.logs / 'airflow.log'}")
         _run_workflow(result, progress, hook, airflow, now)
 
     progress.begin("provenance of the newest prediction")
     newest = f"lakefs://{names['predictions']}/main/{PREDICTIONS_PATH}predictions.csv"
     links = Links(
         lakefs_ui=endpoint,
-        airflow_ui=settings.airflow_ui or "http://localhost:8080",
+        airflow_ui=settings.airflow_ui or stack_airflow.url,
         marquez_api=stack_env.get("MARQUEZ_URL"),
     )
     result.provenance = trace(hook, newest, links=links)
     result.newest_prediction = newest
     check_provenance(result)
     result.lineage = describe_lineage(settings, stack_env)
-    result.urls = closing_urls(settings, stack_env, names, result.provenance, ui_built=lakefs_ui_built(endpoint))
+    result.urls = closing_urls(
+        settings, stack_env, names, result.provenance, ui_built=lakefs_ui_built(endpoint), airflow_url=stack_airflow.url
+    )
     result.seconds = time.monotonic() - started
     return result
 
@@ -707,26 +722,31 @@ def closing_urls(
     node: ProvenanceNode,
     *,
     ui_built: bool,
+    airflow_url: str,
 ) -> dict[str, str]:
+    """Where to look, and how to log in."""
     endpoint = stack_env["LAKEFS_ENDPOINT"].rstrip("/")
+    airflow = (settings.airflow_ui or airflow_url).rstrip("/")
     urls = {
+        "Airflow UI": f"{airflow}/dags/{INFERENCE_DAG}/runs (no login: the local stack makes every user an admin)",
+        "lakeFS UI": (
+            f"{endpoint}/repositories (login: access key ID {stack_env.get('LAKEFS_ACCESS_KEY_ID', '?')}, "
+            f"secret access key {stack_env.get('LAKEFS_SECRET_ACCESS_KEY', '?')})"
+        ),
         "lakeFS UI: newest prediction commit": node.commit_url,
         "lakeFS API: its metadata": f"{endpoint}/api/v1/repositories/{names['predictions']}/commits/{node.commit_id}",
     }
+    if node.airflow is not None and node.airflow.run_url:
+        urls["Airflow: the run that made it"] = node.airflow.run_url
     if not ui_built:
         urls["lakeFS UI note"] = (
-            "this lakeFS was built from its Go module without the web UI; the API above works "
+            "this lakeFS was built without its web UI; the API above works "
             '(credentials: eval "$(mlrepo stack env)"; curl -u $LAKEFS_ACCESS_KEY_ID:$LAKEFS_SECRET_ACCESS_KEY ...)'
         )
     if stack_env.get("MARQUEZ_URL"):
-        urls["Marquez API"] = f"{stack_env['MARQUEZ_URL'].rstrip('/')}/api/v1/namespaces/mlrepo-demo/jobs"
-    database = settings.airflow_home / "airflow.db"
-    if settings.airflow_ui:
-        urls["Airflow UI (--airflow-url)"] = settings.airflow_ui
-    urls["Airflow runs of this demo"] = (
-        f"recorded in its own metadata DB, {database} (AIRFLOW_HOME={settings.airflow_home})"
-    )
-    urls["Airflow and task logs"] = str(settings.logs / "airflow.log")
+        urls["Marquez API (no login)"] = f"{stack_env['MARQUEZ_URL'].rstrip('/')}/api/v1/namespaces/mlrepo-demo/jobs"
+    urls["demo's Airflow process log"] = str(settings.logs / "airflow.log")
+    urls["stop everything"] = "make stack-down (or: mlrepo stack down)"
     return urls
 
 

@@ -37,6 +37,7 @@ from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage.ids import task_lineage_ids
 from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.links.marquez import LINEAGE_IDS_XCOM_KEY, MarquezRunLink
 from airflow_mlrepo.local_runner import LocalProcess
 from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
@@ -425,7 +426,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
 
     def finish(self, context: Context, plan: AttemptPlan, commit_id: str, *, reused: bool) -> dict[str, Any]:
         settings = self.lakefs_hook.settings
-        url = f"{settings.browser_url}/repositories/{plan.target.repository}/commits/{commit_id}"
+        url = LakeFSUI(settings.browser_url).commit(plan.target.repository, commit_id)
         context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
         self.output_commit_id = commit_id
         self.pinned_inputs = plan.pins

@@ -25,6 +25,7 @@ from airflow_mlrepo.exceptions import CommitNotAncestorError
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from airflow_mlrepo.lineage.ids import task_lineage_ids
 from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, airflow_task_url
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ class LakeFSRevertOperator(BaseOperator):
         self.output_commit_id = head.id
         self.restored_commit_id = self._restored(reverted_id)
         settings = self.lakefs_hook.settings
-        url = f"{settings.browser_url}/repositories/{self.repository}/commits/{head.id}"
+        url = LakeFSUI(settings.browser_url).commit(self.repository, head.id)
         context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
         return {
             "repository": self.repository,

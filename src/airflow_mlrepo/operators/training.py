@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlrepo.operators.pod import LakeFSPodOperator
+from airflow_mlrepo.provenance import MODEL_FORMAT_KEY, MODEL_FRAMEWORK_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -13,9 +14,7 @@ if TYPE_CHECKING:
 
     from airflow_mlrepo.operators.pod import AttemptPlan
 
-#: Model commit metadata: the framework that trained the model and the format of its files.
-MODEL_FRAMEWORK_KEY = "mlrepo.model.framework"
-MODEL_FORMAT_KEY = "mlrepo.model.format"
+__all__ = ["MODEL_FORMAT_KEY", "MODEL_FRAMEWORK_KEY", "LakeFSTrainingOperator"]
 
 
 class LakeFSTrainingOperator(LakeFSPodOperator):

@@ -9,6 +9,8 @@ Optional: ``stack.up()`` without arguments does not start it; ``stack.up(["airfl
 * ``LocalExecutor``, ``SimpleAuthManager`` with ``simple_auth_manager_all_admins=True`` (no login:
   a local development stack), examples off, the DAGs folder re-listed every 5 s and files re-parsed
   every 10 s, triggerer capacity 2000.
+* DAG import timeouts a slow, loaded machine survives: ``[core] dagbag_import_timeout`` 180 s and
+  ``[dag_processor] dag_file_processor_timeout`` 240 s (Airflow's defaults are 30 s and 50 s).
 * ``[mlrepo] runner = local``: operators run their container command as a local process.
 * OpenLineage is on in every component (:func:`lineage_environment`): namespace
   :data:`LINEAGE_NAMESPACE`, the provider's outbox transport (``<state>/airflow/mlrepo-lineage-outbox``)
@@ -55,6 +57,10 @@ SERVICES: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "trigge
 HEALTH_COMPONENTS: tuple[str, ...] = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 START_TIMEOUT = 300.0
 MARKER_FILENAME = ".mlrepo-services"
+#: Seconds a DAG file's import may take (``[core] dagbag_import_timeout``, Airflow's default 30).
+DAGBAG_IMPORT_TIMEOUT = 180
+#: Seconds one DAG-file processor may run (``[dag_processor] dag_file_processor_timeout``, default 50).
+DAG_FILE_PROCESSOR_TIMEOUT = 240
 #: Triggers one triggerer runs at once (Airflow's default is 1000; benchmarks use 1000 + others).
 TRIGGERER_CAPACITY = 2000
 
@@ -142,6 +148,10 @@ def environment(settings: StackSettings, secrets: Mapping[str, str], marquez_url
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_port + WORKER_LOG_PORT_OFFSET),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_port + TRIGGER_LOG_PORT_OFFSET),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        # Importing a DAG file that uses the provider takes seconds on an idle machine and far more on
+        # a loaded two-core one (docs/benchmarks.md); Airflow's 30 s / 50 s defaults then fail the parse.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": str(DAGBAG_IMPORT_TIMEOUT),
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": str(DAG_FILE_PROCESSOR_TIMEOUT),
         # An asset watcher's trigger is registered on the parse after its asset became active:
         # re-parse every 10 s (default 30) so a new watcher starts within seconds.
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",

@@ -1,10 +1,16 @@
-"""lakeFS, built from its Go module at a pinned version and run with local KV + local blockstore.
+"""lakeFS, built from its Go module at a pinned version (with its web UI) and run with local KV + local blockstore.
 
-Build: the wrapper module in ``lakefs_build/`` (``go.mod`` + ``go.sum``; it repeats lakeFS's
-``delta-go`` replace directive) is copied to a temporary directory and
-``go build -ldflags "-X .../pkg/version.Version=<version>" github.com/treeverse/lakefs/cmd/lakefs``
-runs there. The binary is cached at ``<cache>/lakefs/<version>/lakefs``; Go's module cache is
-``<cache>/gomod``.
+Build, the way lakeFS's own ``make gen-ui`` + ``go build`` does it: the module
+``github.com/treeverse/lakefs`` is downloaded into Go's module cache (``<cache>/gomod``) through the
+wrapper module in ``lakefs_build/`` (``go.mod`` + ``go.sum``; it repeats lakeFS's ``delta-go``
+replace directive), copied to a temporary directory (the module cache is read-only), its ``webui/``
+is built there with ``npm ci`` (its ``package-lock.json``) and ``npm run build`` into
+``webui/dist``, which ``webui/content.go`` embeds (``//go:embed all:dist``; lakeFS serves "UI Not
+Built" when only ``dist/.gitkeep`` is there), and ``go build -ldflags "-X
+.../pkg/version.Version=<version>" github.com/treeverse/lakefs/cmd/lakefs`` runs in the wrapper
+with a ``replace`` pointing at that copy. The binary is cached at
+``<cache>/lakefs/<version>-webui-<lockfile sha256[:12]>/lakefs``: a new version or another
+lockfile builds again.
 
 Run: ``lakefs run`` configured only through ``LAKEFS_*`` environment variables (lakeFS reads
 them through viper with prefix ``LAKEFS`` and ``.`` replaced by ``_``). The admin user is seeded
@@ -13,7 +19,9 @@ non-interactively from ``LAKEFS_INSTALLATION_*`` with credentials generated on t
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import json
 import logging
 import os
 import secrets as random_source
@@ -39,6 +47,7 @@ from mlrepo_devstack.stack.state import LOCALHOST
 from mlrepo_devstack.stack.status import LAKEFS, ComponentStatus
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Mapping
 
     from mlrepo_devstack.stack.state import StackSettings
@@ -53,6 +62,11 @@ GONOSUMDB = "github.com/treeverse/delta-go,github.com/treeverse/secret-detector"
 BUILD_TIMEOUT = 3600.0
 START_TIMEOUT = 120.0
 GO_CANDIDATES = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
+#: sha256 of ``webui/package-lock.json`` in the pinned module: part of the binary's cache key, and
+#: checked before ``npm ci`` runs (a module that does not match what this stack pinned is refused).
+WEBUI_LOCKFILE_SHA256 = "9aa992212786760b9f99bdfd0d3e36ceedec594b588054bd850b79adb6f2f29d"
+#: Node.js lakeFS's ``webui/package.json`` asks for (``engines.node``).
+MIN_NODE_MAJOR = 18
 #: lakeFS environment variable holding the shared secret of the Airflow webhook receiver.
 WEBHOOK_SECRET_ENV = "LAKEFSACTION_MLREPO_WEBHOOK_SECRET"
 
@@ -62,7 +76,8 @@ def endpoint(settings: StackSettings) -> str:
 
 
 def binary_path(settings: StackSettings, version: str = LAKEFS_VERSION) -> Path:
-    return settings.cache_dir / "lakefs" / version / "lakefs"
+    """The cached binary with its web UI, keyed by lakeFS version and the web UI's lockfile."""
+    return settings.cache_dir / "lakefs" / f"{version}-webui-{WEBUI_LOCKFILE_SHA256[:12]}" / "lakefs"
 
 
 def go_module_cache(settings: StackSettings) -> Path:
@@ -86,31 +101,106 @@ def _find_go() -> str:
     )
 
 
-def ensure_binary(settings: StackSettings) -> Path:
-    """The cached lakeFS binary, building it from the Go module if it is not there yet."""
-    target = binary_path(settings)
-    if target.is_file() and os.access(target, os.X_OK):
-        return target
-    go = _find_go()
-    build_log = settings.log_path("lakefs-build")
-    log.info(
-        "building lakeFS %s from its Go module (a few minutes the first time; log: %s)",
-        LAKEFS_VERSION,
-        build_log,
-    )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    env = {
+def _find_npm() -> str:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise StackError(
+            f"building lakeFS's web UI needs npm and Node.js >= {MIN_NODE_MAJOR} on PATH "
+            "(Debian: apt-get install nodejs npm)"
+        )
+    return npm
+
+
+def _go_environment(settings: StackSettings) -> dict[str, str]:
+    return {
         **os.environ,
         "GOMODCACHE": str(go_module_cache(settings)),
         "GONOSUMDB": GONOSUMDB,
         "GOFLAGS": "-mod=mod",
     }
+
+
+def _check(completed: subprocess.CompletedProcess[str], what: str, build_log: Path) -> None:
+    if completed.returncode != 0:
+        raise StackError(
+            f"{what} for lakeFS {LAKEFS_VERSION} failed (exit {completed.returncode}); "
+            f"see {build_log}:\n{last_lines(completed.stderr or completed.stdout)}"
+        )
+
+
+def lockfile_sha256(webui_dir: Path) -> str:
+    return hashlib.sha256((webui_dir / "package-lock.json").read_bytes()).hexdigest()
+
+
+def _module_source(go: str, work_dir: Path, env: Mapping[str, str], build_log: Path) -> Path:
+    """Download the pinned lakeFS module (``go mod download``) and return its directory in the module cache."""
+    completed = run_logged(
+        [go, "mod", "download", "-json", f"{LAKEFS_MODULE}@{LAKEFS_VERSION}"],
+        log_path=build_log,
+        env=env,
+        cwd=work_dir,
+        timeout=BUILD_TIMEOUT,
+    )
+    _check(completed, "go mod download", build_log)
+    source = Path(json.loads(completed.stdout)["Dir"])
+    if not (source / "webui" / "content.go").is_file():
+        raise StackError(f"the lakeFS module at {source} has no webui/content.go to embed the web UI into")
+    return source
+
+
+def build_webui(source: Path, copy: Path, build_log: Path) -> None:
+    """Copy the module to ``copy`` (writable) and build ``copy/webui/dist`` with npm from the lockfile."""
+    shutil.copytree(source, copy, symlinks=True)
+    for folder, _, files in os.walk(copy):
+        os.chmod(folder, 0o755)
+        for name in files:
+            path = Path(folder, name)
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o200)
+    webui = copy / "webui"
+    found = lockfile_sha256(webui)
+    if found != WEBUI_LOCKFILE_SHA256:
+        raise StackError(
+            f"lakeFS {LAKEFS_VERSION}'s webui/package-lock.json has sha256 {found}, not the pinned "
+            f"{WEBUI_LOCKFILE_SHA256} (mlrepo_devstack.stack.lakefs.WEBUI_LOCKFILE_SHA256)"
+        )
+    npm = _find_npm()
+    npm_env = {**os.environ, "VERSION": LAKEFS_VERSION, "CI": "true", "NO_UPDATE_NOTIFIER": "1"}
+    for argv, what in (
+        ([npm, "ci", "--no-audit", "--no-fund"], "npm ci (lakeFS web UI)"),
+        ([npm, "run", "build"], "npm run build (lakeFS web UI)"),
+    ):
+        _check(run_logged(argv, log_path=build_log, env=npm_env, cwd=webui, timeout=BUILD_TIMEOUT), what, build_log)
+    if not (webui / "dist" / "index.html").is_file():
+        raise StackError(f"npm run build left no webui/dist/index.html for lakeFS {LAKEFS_VERSION}; see {build_log}")
+
+
+def ensure_binary(settings: StackSettings) -> Path:
+    """The cached lakeFS binary with its web UI, building it from the Go module if it is not there yet."""
+    target = binary_path(settings)
+    if target.is_file() and os.access(target, os.X_OK):
+        return target
+    go = _find_go()
+    _find_npm()
+    build_log = settings.log_path("lakefs-build")
+    log.info(
+        "building lakeFS %s with its web UI from its Go module (npm + go: several minutes the first time; log: %s)",
+        LAKEFS_VERSION,
+        build_log,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    env = _go_environment(settings)
     started = time.monotonic()
     module_files = importlib.resources.files("mlrepo_devstack.stack").joinpath("lakefs_build")
-    with tempfile.TemporaryDirectory(prefix="mlrepo-lakefs-build-") as work_dir:
+    with tempfile.TemporaryDirectory(prefix="mlrepo-lakefs-build-") as work:
+        work_dir = Path(work)
         for name in ("go.mod", "go.sum"):
             Path(work_dir, name).write_bytes(module_files.joinpath(name).read_bytes())
+        source = _module_source(go, work_dir, env, build_log)
+        build_webui(source, work_dir / "lakefs-src", build_log)
+        with Path(work_dir, "go.mod").open("a", encoding="utf-8") as go_mod:
+            go_mod.write(f"\nreplace {LAKEFS_MODULE} => ./lakefs-src\n")
         completed = run_logged(
             [
                 go,
@@ -123,15 +213,13 @@ def ensure_binary(settings: StackSettings) -> Path:
             ],
             log_path=build_log,
             env=env,
-            cwd=Path(work_dir),
+            cwd=work_dir,
             timeout=BUILD_TIMEOUT,
         )
     if completed.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
-        raise StackError(
-            f"go build of lakeFS {LAKEFS_VERSION} failed (exit {completed.returncode}); "
-            f"see {build_log}:\n{last_lines(completed.stderr or completed.stdout)}"
-        )
+        _check(completed, "go build", build_log)
+        raise StackError(f"go build of lakeFS {LAKEFS_VERSION} wrote no binary; see {build_log}")
     partial.chmod(0o755)
     os.replace(partial, target)
     log.info("built %s in %.0fs", target, time.monotonic() - started)

@@ -1,0 +1,1 @@
+"""The "Provenance" view of a task instance inside the Airflow UI (an api-server plugin)."""
