@@ -25,6 +25,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
 
+from airflow_mlrepo.changes import PathFilter, commits_in_period
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.locations import LakeFSLocation
 from airflow_mlrepo.operators.inference import LakeFSInferenceOperator
@@ -63,13 +64,10 @@ def input_commits(hook: LakeFSHook, start: datetime, end: datetime) -> list[str]
 
     The repository's first commit (no parent, no data) does not count.
     """
-    commits = hook.log_commits(INPUT_REPO, BRANCH, amount=INPUT_LOG_LIMIT, first_parent=True)
-    found = [
-        c.id
-        for c in commits
-        if c.parents and start <= c.created_at < end and hook.commit_touches_paths(INPUT_REPO, c.id, ["batches/"])
-    ]
-    return found[::-1]
+    found = commits_in_period(
+        hook, INPUT_REPO, BRANCH, start, end, PathFilter.build(["batches/"]), limit=INPUT_LOG_LIMIT
+    )
+    return [commit.id for commit in found]
 
 
 def read_predictions(hook: LakeFSHook, ref: str, path: str) -> dict[str, str]:

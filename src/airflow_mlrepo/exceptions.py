@@ -75,6 +75,11 @@ class LakeFSAuthError(LakeFSError):
 class LakeFSNotFoundError(LakeFSError):
     """The repository, branch, ref or object does not exist (HTTP 404)."""
 
+    @property
+    def names_missing_repository(self) -> bool:
+        """Whether the 404 is about the repository itself (never to be read as "branch missing")."""
+        return "repository not found" in (self.server_message or "").lower()
+
 
 class LakeFSConflictError(LakeFSError):
     """The operation conflicts with the current state (HTTP 409), e.g. a merge conflict."""
@@ -137,6 +142,35 @@ _STATUS_TO_ERROR: dict[int, type[LakeFSError]] = {
     416: LakeFSBadInputError,
     422: LakeFSBadInputError,
 }
+
+
+class LakeFSHTTPAnswerError(Exception):
+    """A non-2xx lakeFS answer read without the lakeFS SDK (raw streaming, the async hook).
+
+    Not an :class:`MlRepoError`: it never leaves the hooks, which hand it to
+    :func:`translate_lakefs_error` (it carries ``status`` and ``body`` for that).
+    """
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+def is_lakefs_transport_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from talking to lakeFS (as opposed to a bug in our own code).
+
+    Covers the lakeFS SDK's errors, urllib3's (the SDK's and the raw transfers' HTTP stack),
+    httpx's (the async hook's), raw non-2xx answers and plain network errors.
+    """
+    import httpx
+    from lakefs_sdk.exceptions import OpenApiException
+    from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+    return isinstance(
+        exc,
+        OpenApiException | Urllib3HTTPError | httpx.HTTPError | LakeFSHTTPAnswerError | ConnectionError | TimeoutError,
+    )
 
 
 def error_class_for_status(status: int | None) -> type[LakeFSError]:

@@ -10,8 +10,8 @@ from typing import Any
 
 from mlrepo_devstack import stack
 
-from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.triggers.lakefs import LakeFSBranchPoller, LakeFSCommitEventTrigger, LakeFSCommitTrigger
+from airflow_mlrepo.hooks.lakefs import LakeFSAsyncHook, LakeFSHook
+from airflow_mlrepo.triggers.lakefs import LakeFSCommitEventTrigger, LakeFSCommitTrigger
 from tests.integration.commits import commit_file
 
 POLL = 0.3
@@ -150,11 +150,11 @@ def test_one_lakefs_request_per_poll_and_branch_while_nothing_changes(hook: Lake
     async def idle() -> tuple[int, float]:
         tasks = [asyncio.ensure_future(_next_event(t.run(), 60)) for t in triggers]
         await asyncio.sleep(1.2)  # connections read, first polls done
-        before = LakeFSBranchPoller.requests_sent
+        before = LakeFSAsyncHook.requests_sent
         started = time.monotonic()
         await asyncio.sleep(5.0)
         intervals = (time.monotonic() - started) / interval
-        sent = LakeFSBranchPoller.requests_sent - before
+        sent = LakeFSAsyncHook.requests_sent - before
         for task in tasks:
             task.cancel()
         assert not any(task.done() and not task.cancelled() for task in tasks)

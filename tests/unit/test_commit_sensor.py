@@ -6,6 +6,7 @@ the real-lakeFS and real-Airflow behaviour is in tests/integration/test_commit_s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -76,11 +77,10 @@ class FakeLakeFS:
     def is_ancestor(self, repository: str, commit_id: str, branch: str) -> bool:
         return commit_id in [c.id for c in self.commits]
 
-    def commits_since(self, repository: str, head: str, since: str, **kwargs: Any) -> list[LakeFSCommit]:
+    def log_commits(self, repository: str, ref: str, **kwargs: Any) -> Iterator[LakeFSCommit]:
+        """Newest first from ``ref``, as lakeFS's log (the sensor filters by paths/metadata itself)."""
         self._check()
-        if not self.is_ancestor(repository, since, head):
-            raise CommitNotAncestorError("not an ancestor")
-        return self.commits[self._index(since) + 1 : self._index(head) + 1]
+        yield from reversed(self.commits[: self._index(ref) + 1])
 
     def commit(self, n: int) -> None:
         self.commits.append(FakeLakeFS(n + 1).commits[-1])

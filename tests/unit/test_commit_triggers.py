@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 from airflow.triggers.base import BaseEventTrigger
 
+from airflow_mlrepo.changes import CommitFilter
 from airflow_mlrepo.exceptions import (
     CommitNotAncestorError,
     LakeFSBadInputError,
     LakeFSNotFoundError,
     LakeFSUnavailableError,
 )
-from airflow_mlrepo.hooks.lakefs import LakeFSCommit
+from airflow_mlrepo.hooks.lakefs import LakeFSCommit, async_hook
 from airflow_mlrepo.pinning import asset_event_commits
 from airflow_mlrepo.triggers import lakefs as triggers
 from airflow_mlrepo.triggers.lakefs import (
-    CommitFilter,
     LakeFSCommitEventTrigger,
     LakeFSCommitTrigger,
     WatermarkStore,
@@ -300,7 +300,7 @@ def test_watcher_without_state_store_keeps_the_watermark_in_memory(monkeypatch: 
 
 
 def test_head_reads_of_one_branch_are_coalesced_and_errors_are_not_cached() -> None:
-    reads = triggers._CoalescedHeadReads()
+    reads = async_hook._CoalescedHeadReads()
     fetches: list[str] = []
 
     async def fetch() -> str:

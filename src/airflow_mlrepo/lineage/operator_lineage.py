@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from openlineage.client.facet_v2 import RunFacet, execution_parameters_run
 
@@ -49,11 +49,40 @@ if TYPE_CHECKING:
     from openlineage.client.event_v2 import InputDataset, OutputDataset
 
     from airflow_mlrepo.hooks.lakefs import LakeFSHook
+<<<<<<< HEAD
     from airflow_mlrepo.operators.pod import LakeFSPodOperator
     from airflow_mlrepo.operators.revert import LakeFSRevertOperator
+=======
+>>>>>>> main
     from airflow_mlrepo.pinning import PinnedInput
 
 log = logging.getLogger(__name__)
+
+
+class LineageOperator(Protocol):
+    """What the lineage of a pod operator reads from it (``LakeFSPodOperator`` and its subclasses).
+
+    A protocol rather than the operator class: the operators import this module, and this module
+    does not import them back.
+    """
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]: ...
+    @property
+    def effective_runner(self) -> str: ...
+    @property
+    def runner(self) -> str | None: ...
+    @property
+    def image(self) -> str | None: ...
+    @property
+    def output_kind(self) -> str: ...
+    @property
+    def output_location(self) -> str: ...
+    @property
+    def model_input(self) -> str | None: ...
+    @property
+    def lakefs_conn_id(self) -> str: ...
+
 
 EXECUTION_PARAMETERS_FACET = "executionParameters"
 #: how an inference operator's ``model_version`` maps to the policy names of the facet
@@ -79,7 +108,7 @@ def execution_parameters(hyperparameters: dict[str, Any]) -> execution_parameter
     return execution_parameters_run.ExecutionParametersRunFacet(parameters=parameters, producer=PRODUCER)
 
 
-def _model_location(operator: LakeFSPodOperator) -> LakeFSLocation | None:
+def _model_location(operator: LineageOperator) -> LakeFSLocation | None:
     model = getattr(operator, "model", None)
     if not model:
         return None
@@ -89,7 +118,7 @@ def _model_location(operator: LakeFSPodOperator) -> LakeFSLocation | None:
         return None
 
 
-def model_choice(operator: LakeFSPodOperator, pin: PinnedInput | None) -> MlrepoModelChoiceRunFacet | None:
+def model_choice(operator: LineageOperator, pin: PinnedInput | None) -> MlrepoModelChoiceRunFacet | None:
     """The ``mlrepo_modelChoice`` facet of an inference operator (None for others)."""
     model = _model_location(operator)
     if model is None or operator.model_input is None:
@@ -105,7 +134,7 @@ def model_choice(operator: LakeFSPodOperator, pin: PinnedInput | None) -> Mlrepo
     )
 
 
-def run_facets(operator: LakeFSPodOperator, pins: dict[str, PinnedInput]) -> dict[str, RunFacet]:
+def run_facets(operator: LineageOperator, pins: dict[str, PinnedInput]) -> dict[str, RunFacet]:
     facets: dict[str, RunFacet] = {}
     if operator.hyperparameters:
         facets[EXECUTION_PARAMETERS_FACET] = execution_parameters(operator.hyperparameters)
@@ -136,7 +165,7 @@ def _commit_facts(
     return commit.creation_date, producer_from_metadata(commit.metadata)
 
 
-def _lineage_hook(operator: LakeFSPodOperator) -> LakeFSHook | None:
+def _lineage_hook(operator: LineageOperator) -> LakeFSHook | None:
     """A fresh hook on the settings ``execute`` already read (no connection lookup, no shared pool)."""
     from airflow_mlrepo.hooks.lakefs import LakeFSHook
 
@@ -146,7 +175,7 @@ def _lineage_hook(operator: LakeFSPodOperator) -> LakeFSHook | None:
     return LakeFSHook.from_settings(hook.settings, operator.lakefs_conn_id)
 
 
-def input_datasets(operator: LakeFSPodOperator, pins: dict[str, PinnedInput]) -> list[InputDataset]:
+def input_datasets(operator: LineageOperator, pins: dict[str, PinnedInput]) -> list[InputDataset]:
     hook = _lineage_hook(operator)
     model = _model_location(operator)
     datasets = []
@@ -185,12 +214,12 @@ def _default_branch(hook: LakeFSHook | None, repository: str) -> str | None:
     if hook is None:
         return None
     try:
-        return str(hook.client.repositories_api.get_repository(repository).default_branch)
+        return hook.repository_default_branch(repository)
     except Exception:
         return None
 
 
-def output_datasets(operator: LakeFSPodOperator) -> list[OutputDataset]:
+def output_datasets(operator: LineageOperator) -> list[OutputDataset]:
     commit_id = getattr(operator, "output_commit_id", None)
     if not commit_id or not is_commit_id(str(commit_id)):
         return []
@@ -198,10 +227,11 @@ def output_datasets(operator: LakeFSPodOperator) -> list[OutputDataset]:
     return [output_dataset(target, commit_id=str(commit_id), model=operator.output_kind == "model")]
 
 
-def _pins(operator: LakeFSPodOperator) -> dict[str, PinnedInput]:
+def _pins(operator: LineageOperator) -> dict[str, PinnedInput]:
     return dict(getattr(operator, "pinned_inputs", None) or {})
 
 
+<<<<<<< HEAD
 #: URIs of ``lakefs://`` outlets whose task attempt (in this process) has not produced them.
 _not_produced: set[str] = set()
 
@@ -227,14 +257,25 @@ def on_start(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
 
 def on_complete(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
     _not_produced.difference_update(_outlet_uris(operator))
+=======
+def on_start(operator: LineageOperator) -> OperatorLineage[Any, Any]:
+    return _operator_lineage(run_facets=run_facets(operator, {}))
+
+
+def on_complete(operator: LineageOperator) -> OperatorLineage[Any, Any]:
+>>>>>>> main
     pins = _pins(operator)
     return _operator_lineage(
         inputs=input_datasets(operator, pins), outputs=output_datasets(operator), run_facets=run_facets(operator, pins)
     )
 
 
+<<<<<<< HEAD
 def on_failure(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
     _not_produced.update(_outlet_uris(operator))
+=======
+def on_failure(operator: LineageOperator) -> OperatorLineage[Any, Any]:
+>>>>>>> main
     pins = _pins(operator)
     return _operator_lineage(inputs=input_datasets(operator, pins), run_facets=run_facets(operator, pins))
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSkipException
 
+from airflow_mlrepo.changes import CommitFilter, matching_commits
 from airflow_mlrepo.exceptions import (
     CommitDetectionError,
     CommitNotAncestorError,
@@ -55,7 +56,6 @@ from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from airflow_mlrepo.locations import validate_branch, validate_repository
 from airflow_mlrepo.triggers.lakefs import (
     DEFAULT_POLL_INTERVAL,
-    CommitFilter,
     LakeFSCommitTrigger,
     trigger_error_class,
 )
@@ -277,14 +277,7 @@ class LakeFSCommitSensor(BaseSensorOperator):
         if head == window.baseline:
             return head, []
         try:
-            commits = hook.commits_since(
-                self.repository,
-                head,
-                window.baseline,
-                prefixes=commit_filter.prefixes or None,
-                objects=commit_filter.objects or None,
-                first_parent=commit_filter.first_parent,
-            )
+            commits = matching_commits(hook, self.repository, head, window.baseline, commit_filter)
         except CommitNotAncestorError as exc:
             raise CommitNotAncestorError(
                 f"Baseline commit {window.baseline} ({window.baseline_rule}) is no longer in the history of "
@@ -292,7 +285,7 @@ class LakeFSCommitSensor(BaseSensorOperator):
                 repository=self.repository,
                 ref=self.branch,
             ) from exc
-        return head, [commit for commit in commits if commit_filter.matches_metadata(commit)]
+        return head, commits
 
     def _replay(self, hook: LakeFSHook, window: CommitWindow) -> list[dict[str, Any]]:
         assert window.recorded_head is not None

@@ -1,6 +1,7 @@
 """Asynchronous commit detection on a lakeFS branch, for deferrable sensors and event-driven DAGs.
 
-Two triggers share one polling core, :class:`LakeFSBranchPoller`:
+Two triggers share one polling core, :class:`~airflow_mlrepo.hooks.lakefs.async_hook.LakeFSBranchPoller`
+on :class:`~airflow_mlrepo.hooks.lakefs.LakeFSAsyncHook`:
 
 * :class:`LakeFSCommitTrigger` (a :class:`~airflow.triggers.base.BaseTrigger`) is what
   :class:`~airflow_mlrepo.sensors.lakefs.LakeFSCommitSensor` defers to: it waits for commits newer
@@ -11,42 +12,39 @@ Two triggers share one polling core, :class:`LakeFSBranchPoller`:
   triggerer restart neither re-fires old commits nor misses new ones.
 
 Cost per poll interval and watched branch: **one** lakeFS request (``GET .../branches/{branch}``)
-while nothing changes. Only when the head moved is the log walked (``LakeFSHook.commits_since``,
-a few requests, in a worker thread), and only up to the head just read, so a commit made during
-the walk is left for the next poll rather than half-seen.
+while nothing changes. Only when the head moved is the log walked
+(:func:`airflow_mlrepo.changes.matching_commits`, a few requests, in a worker thread), and only up
+to the head just read, so a commit made during the walk is left for the next poll rather than
+half-seen.
 
-The head is read with ``httpx`` on one ``AsyncClient`` per event loop and lakeFS endpoint, shared by
-every trigger of the process: a thousand waiting triggers hold no lakeFS SDK client and one
-connection pool. Triggers never raise into the triggerer: an unreachable lakeFS is logged and
-retried with exponential backoff; anything else ends a sensor trigger with an error event
-``{"status": "error", "error_type": ..., "message": ...}`` and is logged and retried by a watcher.
+The head is read by the async hook with ``httpx`` on one ``AsyncClient`` per event loop and lakeFS
+endpoint, shared by every trigger of the process: a thousand waiting triggers hold no lakeFS SDK
+client and one connection pool. Triggers never raise into the triggerer: an unreachable lakeFS is
+logged and retried with exponential backoff; anything else ends a sensor trigger with an error
+event ``{"status": "error", "error_type": ..., "message": ...}`` and is logged and retried by a
+watcher.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
-import urllib.parse
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
-from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from airflow_mlrepo.changes import CommitFilter
 from airflow_mlrepo.exceptions import (
     CommitNotAncestorError,
     LakeFSBadInputError,
     LakeFSError,
     LakeFSUnavailableError,
-    translate_lakefs_error,
 )
-from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSConnectionSettings, LakeFSHook
-from airflow_mlrepo.locations import validate_branch, validate_path, validate_ref, validate_repository
+from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
+from airflow_mlrepo.hooks.lakefs.async_hook import LakeFSBranchPoller
+from airflow_mlrepo.locations import validate_ref
 from airflow_mlrepo.pinning import ASSET_EVENT_KEY
 
 if TYPE_CHECKING:
@@ -68,249 +66,15 @@ SOURCE_WATCHER = "watcher"
 _TRIGGER_MODULE = __name__
 
 
-@dataclass(frozen=True)
-class CommitFilter:
-    """Which new commits count: path prefixes / objects touched, and commit metadata values.
-
-    Empty ``prefixes`` and ``objects`` mean any path. ``metadata`` keys must be present on the
-    commit with exactly these string values. ``first_parent`` follows only first parents at merge
-    commits (the commits the branch itself pointed at).
-    """
-
-    prefixes: tuple[str, ...] = ()
-    objects: tuple[str, ...] = ()
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    first_parent: bool = False
-
-    @classmethod
-    def build(
-        cls,
-        prefixes: Iterable[str] | None = None,
-        objects: Iterable[str] | None = None,
-        metadata: Mapping[str, str] | None = None,
-        first_parent: bool = False,
-    ) -> CommitFilter:
-        """Validate the parts (raising :class:`LakeFSBadInputError` / ``InvalidLakeFSLocationError``)."""
-        if isinstance(prefixes, str) or isinstance(objects, str):
-            raise LakeFSBadInputError("prefixes and objects are lists of paths, not a single string")
-        checked_prefixes = tuple(validate_path(p) for p in prefixes or ())
-        checked_objects = tuple(validate_path(o) for o in objects or ())
-        checked_metadata: dict[str, str] = {}
-        for key, value in (metadata or {}).items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise LakeFSBadInputError(
-                    f"Commit metadata filter {key!r}: {value!r} must map strings to strings "
-                    "(lakeFS metadata values are strings)"
-                )
-            checked_metadata[key] = value
-        return cls(checked_prefixes, checked_objects, checked_metadata, bool(first_parent))
-
-    def matches_metadata(self, commit: LakeFSCommit) -> bool:
-        return all(commit.metadata.get(key) == value for key, value in self.metadata.items())
-
-    @property
-    def digest(self) -> str:
-        """A short stable fingerprint, used to tell watermarks and sensor records apart."""
-        raw = json.dumps(
-            [list(self.prefixes), list(self.objects), sorted(self.metadata.items()), self.first_parent],
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-class _HTTPAnswerError(Exception):
-    """A non-2xx lakeFS answer, shaped for :func:`translate_lakefs_error` (``status`` and ``body``)."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.body = body
-
-
-_ClientKey = tuple[str, bool, float]
-_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientKey, httpx.AsyncClient]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _shared_client(settings: LakeFSConnectionSettings) -> httpx.AsyncClient:
-    """The ``AsyncClient`` of this event loop for this lakeFS endpoint (one pool for all triggers)."""
-    loop = asyncio.get_running_loop()
-    per_loop = _CLIENTS.setdefault(loop, {})
-    key = (settings.endpoint, settings.verify_ssl, settings.request_timeout)
-    client = per_loop.get(key)
-    if client is None or client.is_closed:
-        from airflow_mlrepo import __version__
-
-        client = httpx.AsyncClient(
-            verify=settings.verify_ssl,
-            timeout=settings.request_timeout,
-            headers={"X-Lakefs-Client": f"airflow-mlrepo/{__version__}", "Accept": "application/json"},
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-        )
-        per_loop[key] = client
-    return client
-
-
 def seconds_to_next_tick(poll_interval: float) -> float:
     """Seconds until the next multiple of ``poll_interval`` on the wall clock.
 
     Every trigger polls on the same epoch-aligned ticks, so the triggers of one process that watch
     the same branch ask for its head at the same moment and share one request (see
-    :class:`_CoalescedHeadReads`).
+    :class:`~airflow_mlrepo.hooks.lakefs.LakeFSAsyncHook`).
     """
     remainder = time.time() % poll_interval
     return poll_interval - remainder if remainder > 1e-3 else poll_interval
-
-
-_HeadKey = tuple[str, str, str, str]
-
-
-class _CoalescedHeadReads:
-    """One in-flight request, and a short-lived result, per branch and lakeFS endpoint.
-
-    All triggers of a triggerer process share one event loop; a thousand of them watching one
-    branch on the same tick send one ``GET .../branches/{branch}``, not a thousand. Errors are not
-    cached: every caller of a failed read sees the error, and the next tick tries again.
-    """
-
-    def __init__(self) -> None:
-        self._inflight: dict[_HeadKey, asyncio.Future[str]] = {}
-        self._recent: dict[_HeadKey, tuple[float, str]] = {}
-
-    async def read(self, key: _HeadKey, fetch: Callable[[], Awaitable[str]], max_age: float) -> str:
-        recent = self._recent.get(key)
-        if recent is not None and time.monotonic() - recent[0] <= max_age:
-            return recent[1]
-        inflight = self._inflight.get(key)
-        if inflight is None:
-            inflight = asyncio.ensure_future(fetch())
-            self._inflight[key] = inflight
-            inflight.add_done_callback(lambda done: self._finished(key, done))
-        return await asyncio.shield(inflight)
-
-    def _finished(self, key: _HeadKey, done: asyncio.Future[str]) -> None:
-        if self._inflight.get(key) is done:
-            del self._inflight[key]
-        if not done.cancelled() and done.exception() is None:
-            self._recent[key] = (time.monotonic(), done.result())
-        else:
-            self._recent.pop(key, None)
-
-
-_SYNC_HOOKS: dict[tuple[str, LakeFSConnectionSettings], LakeFSHook] = {}
-
-_HEAD_READS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _CoalescedHeadReads] = weakref.WeakKeyDictionary()
-
-
-class LakeFSBranchPoller:
-    """Reads one branch's head cheaply and walks its new commits only when the head moved.
-
-    :param lakefs_conn_id: Airflow connection of type ``lakefs``; read asynchronously on first use.
-    """
-
-    #: lakeFS requests sent by all pollers of this process (head reads + log walks); for benchmarks.
-    requests_sent = 0
-
-    def __init__(self, lakefs_conn_id: str, repository: str, branch: str, commit_filter: CommitFilter) -> None:
-        self.lakefs_conn_id = lakefs_conn_id
-        self.repository = validate_repository(repository)
-        self.branch = validate_branch(branch)
-        self.commit_filter = commit_filter
-        self._settings: LakeFSConnectionSettings | None = None
-        self._hook: LakeFSHook | None = None
-
-    async def settings(self) -> LakeFSConnectionSettings:
-        if self._settings is None:
-            connection = await BaseHook.aget_connection(self.lakefs_conn_id)
-            self._settings = LakeFSConnectionSettings.from_connection(connection)
-        return self._settings
-
-    async def _sync_hook(self) -> LakeFSHook:
-        if self._hook is None:
-            settings = await self.settings()
-            # One synchronous hook (and lakeFS SDK client) per connection and endpoint in the
-            # process, shared by every poller: the SDK's connection pool is thread-safe.
-            key = (self.lakefs_conn_id, settings)
-            hook = _SYNC_HOOKS.get(key)
-            if hook is None:
-                hook = _SYNC_HOOKS[key] = LakeFSHook.from_settings(settings, self.lakefs_conn_id)
-            self._hook = hook
-        return self._hook
-
-    async def branch_head(self, max_age: float = 0.0) -> str:
-        """The branch's head commit id: at most one lakeFS request.
-
-        Concurrent reads of the same branch by triggers of this process share one request; a read
-        at most ``max_age`` seconds old is reused.
-        """
-        settings = await self.settings()
-        reads = _HEAD_READS.setdefault(asyncio.get_running_loop(), _CoalescedHeadReads())
-        key = (settings.endpoint, settings.access_key_id, self.repository, self.branch)
-        return await reads.read(key, lambda: self._read_branch_head(settings), max_age)
-
-    async def _read_branch_head(self, settings: LakeFSConnectionSettings) -> str:
-        repository = urllib.parse.quote(self.repository, safe="")
-        branch = urllib.parse.quote(self.branch, safe="")
-        url = f"{settings.api_url}/repositories/{repository}/branches/{branch}"
-        type(self).requests_sent += 1
-        try:
-            response = await _shared_client(settings).get(
-                url, auth=(settings.access_key_id, settings.secret_access_key)
-            )
-            if response.status_code >= 300:
-                raise _HTTPAnswerError(response.status_code, response.content)
-            commit_id = response.json().get("commit_id")
-        except (httpx.HTTPError, _HTTPAnswerError, json.JSONDecodeError, OSError) as exc:
-            raise translate_lakefs_error(
-                exc,
-                action="read branch",
-                repository=self.repository,
-                ref=self.branch,
-                endpoint=settings.endpoint,
-                conn_id=self.lakefs_conn_id,
-            ) from exc
-        if not isinstance(commit_id, str) or not commit_id:
-            raise LakeFSUnavailableError(
-                f"lakeFS at {settings.endpoint} answered without a commit id for branch '{self.branch}' "
-                f"of repository '{self.repository}'",
-                repository=self.repository,
-                ref=self.branch,
-            )
-        return commit_id
-
-    async def new_commits(self, baseline: str, head: str) -> list[LakeFSCommit]:
-        """Matching commits after ``baseline`` up to and including ``head``, oldest first.
-
-        Raises :class:`CommitNotAncestorError` (naming the branch) when ``baseline`` is no longer in
-        the history of ``head``: the branch was reset or force-moved.
-        """
-        hook = await self._sync_hook()
-        validate_ref(baseline)
-        validate_ref(head)
-        before = hook.api_calls
-        try:
-            # Walk from the head commit just read, not from the branch name: commits made while
-            # walking are left for the next poll instead of being reported without their head.
-            commits = await asyncio.to_thread(
-                hook.commits_since,
-                self.repository,
-                head,
-                baseline,
-                prefixes=self.commit_filter.prefixes or None,
-                objects=self.commit_filter.objects or None,
-                first_parent=self.commit_filter.first_parent,
-            )
-        except CommitNotAncestorError as exc:
-            raise CommitNotAncestorError(
-                f"Commit {baseline} is no longer in the history of branch '{self.branch}' of repository "
-                f"'{self.repository}' (head {head}): the branch was reset or force-moved",
-                repository=self.repository,
-                ref=self.branch,
-            ) from exc
-        finally:
-            type(self).requests_sent += hook.api_calls - before
-        return [commit for commit in commits if self.commit_filter.matches_metadata(commit)]
 
 
 def backoff_seconds(poll_interval: float, failures: int) -> float:

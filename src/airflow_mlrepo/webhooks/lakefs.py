@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from airflow_mlrepo import changes
 from airflow_mlrepo.exceptions import (
     InvalidLakeFSLocationError,
     LakeFSError,
@@ -168,10 +169,8 @@ class AssetEventRecorder(Protocol):
     def record(self, asset: ScheduledAsset, facts: Mapping[str, Any]) -> RecordedEvent: ...
 
 
-class PathChecker(Protocol):
-    """Answers whether a commit changed an asset's path (a lakeFS diff)."""
-
-    def __call__(self, repository: str, commit_id: str, path: str) -> bool: ...
+#: Answers whether a commit changed an asset's path (a lakeFS diff; faked in unit tests).
+PathChecker = changes.LocationCheck
 
 
 class MetadataDBAssetEventRecorder:
@@ -264,8 +263,7 @@ def lakefs_path_checker() -> PathChecker:
     conn_id = conf.get(CONFIG_SECTION, "webhook_lakefs_conn_id", fallback=DEFAULT_LAKEFS_CONN_ID)
 
     def touches(repository: str, commit_id: str, path: str) -> bool:
-        hook = LakeFSHook(conn_id or DEFAULT_LAKEFS_CONN_ID)
-        return hook.commit_touches_paths(repository, commit_id, prefixes=[f"{path}/"], objects=[path])
+        return changes.location_changed(LakeFSHook(conn_id or DEFAULT_LAKEFS_CONN_ID), repository, commit_id, path)
 
     return touches
 
@@ -383,13 +381,11 @@ def create_app(
 def _touched(
     assets: Sequence[ScheduledAsset], event: LakeFSActionEvent, path_checker_factory: Callable[[], PathChecker]
 ) -> list[ScheduledAsset]:
-    paths = sorted({asset.location.path for asset in assets if asset.location.path})
-    touched: dict[str, bool] = {}
-    if paths:
-        checker = path_checker_factory()
-        assert event.commit_id is not None
-        touched = {path: checker(event.repository_id, event.commit_id, path) for path in paths}
-    return [asset for asset in assets if not asset.location.path or touched[asset.location.path]]
+    assert event.commit_id is not None
+    changed = changes.changed_locations(
+        event.repository_id, event.commit_id, [asset.location.path for asset in assets], path_checker_factory
+    )
+    return [asset for asset in assets if asset.location.path in changed]
 
 
 def _client(request: Request) -> str:
