@@ -49,11 +49,6 @@ if TYPE_CHECKING:
     from openlineage.client.event_v2 import InputDataset, OutputDataset
 
     from airflow_mlrepo.hooks.lakefs import LakeFSHook
-<<<<<<< HEAD
-    from airflow_mlrepo.operators.pod import LakeFSPodOperator
-    from airflow_mlrepo.operators.revert import LakeFSRevertOperator
-=======
->>>>>>> main
     from airflow_mlrepo.pinning import PinnedInput
 
 log = logging.getLogger(__name__)
@@ -231,7 +226,6 @@ def _pins(operator: LineageOperator) -> dict[str, PinnedInput]:
     return dict(getattr(operator, "pinned_inputs", None) or {})
 
 
-<<<<<<< HEAD
 #: URIs of ``lakefs://`` outlets whose task attempt (in this process) has not produced them.
 _not_produced: set[str] = set()
 
@@ -250,43 +244,32 @@ def outlet_not_produced(uri: str) -> bool:
     return uri in _not_produced
 
 
-def on_start(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
+def on_start(operator: LineageOperator) -> OperatorLineage[Any, Any]:
     _not_produced.update(_outlet_uris(operator))
     return _operator_lineage(run_facets=run_facets(operator, {}))
 
 
-def on_complete(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
-    _not_produced.difference_update(_outlet_uris(operator))
-=======
-def on_start(operator: LineageOperator) -> OperatorLineage[Any, Any]:
-    return _operator_lineage(run_facets=run_facets(operator, {}))
-
-
 def on_complete(operator: LineageOperator) -> OperatorLineage[Any, Any]:
->>>>>>> main
+    _not_produced.difference_update(_outlet_uris(operator))
     pins = _pins(operator)
     return _operator_lineage(
         inputs=input_datasets(operator, pins), outputs=output_datasets(operator), run_facets=run_facets(operator, pins)
     )
 
 
-<<<<<<< HEAD
-def on_failure(operator: LakeFSPodOperator) -> OperatorLineage[Any, Any]:
-    _not_produced.update(_outlet_uris(operator))
-=======
 def on_failure(operator: LineageOperator) -> OperatorLineage[Any, Any]:
->>>>>>> main
+    _not_produced.update(_outlet_uris(operator))
     pins = _pins(operator)
     return _operator_lineage(inputs=input_datasets(operator, pins), run_facets=run_facets(operator, pins))
 
 
-def revert_on_start(operator: LakeFSRevertOperator) -> OperatorLineage[Any, Any]:
+def revert_on_start(operator: Any) -> OperatorLineage[Any, Any]:
     """A revert's START (and FAIL): no datasets, its outlets not produced (see the module docstring)."""
     _not_produced.update(_outlet_uris(operator))
     return _operator_lineage()
 
 
-def revert_on_complete(operator: LakeFSRevertOperator) -> OperatorLineage[Any, Any]:
+def revert_on_complete(operator: Any) -> OperatorLineage[Any, Any]:
     """A revert's COMPLETE: each path at the restored commit as input, at the revert commit as output."""
     _not_produced.difference_update(_outlet_uris(operator))
     head = getattr(operator, "output_commit_id", None)
