@@ -149,8 +149,11 @@ def test_train_predict_and_historical_predict_emit_exact_commits(
         model_commit.metadata["mlrepo.openlineage.parent_run_id"]
         == (train_complete["run"]["facets"]["parent"]["run"]["runId"])
     )
-    # the training data was pushed by a person: a registration run of that commit precedes the COMPLETE
-    registration, reading = _entry_of(outbox, train_run_id, "COMPLETE")
+    # the training data was pushed by a person: a registration run of that commit (its START and
+    # COMPLETE) precedes the COMPLETE
+    registration_start, registration, reading = _entry_of(outbox, train_run_id, "COMPLETE")
+    assert registration_start["eventType"] == "START"
+    assert registration_start["run"]["runId"] == registration["run"]["runId"]
     assert registration["run"]["runId"] == marquez.registration_run_id(
         f"lakefs://{repos['train']}", "main/data", train_commit.id
     )
