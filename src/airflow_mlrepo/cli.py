@@ -205,6 +205,10 @@ def _provenance(args: argparse.Namespace) -> int:
             airflow_ui=args.airflow_url or _configured_airflow_ui(),
             marquez_api=marquez,
         )
+        if args.downstream:
+            from airflow_mlrepo.downstream_commands import print_downstream
+
+            return print_downstream(hook, args, links)
         node = trace(hook, args.location, links=links)
     except MlRepoError as err:
         print(f"mlrepo provenance: error: {err}", file=sys.stderr)
@@ -239,7 +243,26 @@ def _add_provenance_commands(groups: argparse._SubParsersAction[argparse.Argumen
         "--airflow-url", default=None, help="Airflow UI base URL for run links (default: [api] base_url)"
     )
     parser.add_argument("--lakefs-ui", default=None, help="lakeFS UI base URL for commit links (default: the endpoint)")
+    parser.add_argument(
+        "--downstream",
+        action="store_true",
+        help="list every model and prediction derived from the commit LOCATION names, transitively",
+    )
+    from airflow_mlrepo.downstream_commands import add_recompute_command, add_scan_arguments
+
+    add_scan_arguments(parser)
     parser.set_defaults(handler=_provenance)
+    add_recompute_command(groups, _recompute)
+
+
+def _recompute(args: argparse.Namespace) -> int:
+    from airflow_mlrepo.downstream_commands import recompute
+    from airflow_mlrepo.provenance_report import Links
+
+    hook = _lakefs_hook_for_cli(args.conn_id)
+    airflow_ui = _configured_airflow_ui()
+    args.airflow_api = args.airflow_api or airflow_ui
+    return recompute(hook, args, Links(lakefs_ui=hook.settings.browser_url, airflow_ui=airflow_ui))
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -413,3 +413,15 @@ __all__ = [
     "render_tree",
     "runs_to_clear",
 ]
+
+
+def repository_names(hook: LakeFSHook) -> list[str]:
+    """Every repository of the lakeFS server, by name (paging through ``GET /repositories``)."""
+    names: list[str] = []
+    after = ""
+    while True:
+        page = hook._call("list repositories", hook.client.repositories_api.list_repositories, after=after, amount=1000)
+        names.extend(repository.id for repository in page.results)
+        if not page.pagination.has_more:
+            return names
+        after = page.pagination.next_offset

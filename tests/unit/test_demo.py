@@ -35,7 +35,7 @@ def test_repository_names_follow_the_example_dags_prefix(tmp_path: Path) -> None
         "AIRFLOW_HOME": "/state/airflow",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:pw@127.0.0.1:5433/airflow",
         "AIRFLOW__MLREPO__RUNNER": "local",
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
     }
     env = demo.airflow_environment(suffixed, STACK_ENV, stack_airflow)
     assert env[demo.REPO_PREFIX_VARIABLE] == "iris-t1"

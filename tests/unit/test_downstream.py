@@ -191,3 +191,14 @@ def test_json_and_tree_forms(lakefs: History) -> None:
 def test_an_unknown_commit_is_a_clear_error(lakefs: History) -> None:
     with pytest.raises(LakeFSNotFoundError):
         downstream(lakefs, "lakefs://train/nope", REPOS, links=LINKS)
+
+
+def test_the_cli_knows_provenance_downstream_and_recompute() -> None:
+    from airflow_mlrepo import cli
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["provenance", "--downstream", "lakefs://train/bad", "--json", "--repository", "models"])
+    assert (args.downstream, args.json, args.repository) == (True, True, ["models"])
+    args = parser.parse_args(["recompute", "--downstream", "lakefs://train/bad", "--dry-run", "--wait"])
+    assert args.handler is cli._recompute
+    assert (args.downstream, args.dry_run, args.wait, args.airflow_api) == ("lakefs://train/bad", True, True, None)

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 OUTPUT_COMMIT_URL_XCOM_KEY = "mlrepo_output_commit_url"
+#: XCom with the output commit as ``lakefs://repo/<commit>/path`` (read by the Provenance tab; KPO
+#: subclasses push no ``return_value`` unless ``do_xcom_push``).
+OUTPUT_COMMIT_XCOM_KEY = "mlrepo_output_commit"
 
 
 class LakeFSOutputCommitLink(BaseOperatorLink):

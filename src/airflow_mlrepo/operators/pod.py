@@ -36,7 +36,7 @@ from airflow_mlrepo import contract
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage.ids import task_lineage_ids
-from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, OUTPUT_COMMIT_XCOM_KEY, LakeFSOutputCommitLink
 from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.links.marquez import LINEAGE_IDS_XCOM_KEY, MarquezRunLink
 from airflow_mlrepo.local_runner import LocalProcess
@@ -428,6 +428,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         settings = self.lakefs_hook.settings
         url = LakeFSUI(settings.browser_url).commit(plan.target.repository, commit_id)
         context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
+        context["ti"].xcom_push(key=OUTPUT_COMMIT_XCOM_KEY, value=plan.target.with_ref(commit_id).uri)
         self.output_commit_id = commit_id
         self.pinned_inputs = plan.pins
         return {

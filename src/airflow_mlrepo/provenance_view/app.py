@@ -39,22 +39,31 @@ DEFAULT_LAKEFS_CONN_ID = "lakefs_default"
 
 
 def read_return_value(dag_id: str, run_id: str, task_id: str, map_index: int) -> Any:
-    """The task instance's ``return_value`` XCom from the metadata database (None when absent)."""
+    """What the task instance recorded about its output: the ``mlrepo_output_commit`` XCom
+    (``lakefs://repo/<commit>/path``, pushed by every training/inference task), else its ``return_value``
+    XCom (the operator's result, pushed with ``do_xcom_push``), from the metadata database; None if neither."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_XCOM_KEY
+
+    found: dict[str, Any] = {}
     with create_session() as session:
-        value = session.scalars(
-            select(XComModel.value).where(
+        rows = session.execute(
+            select(XComModel.key, XComModel.value).where(
                 XComModel.dag_id == dag_id,
                 XComModel.run_id == run_id,
                 XComModel.task_id == task_id,
                 XComModel.map_index == map_index,
-                XComModel.key == "return_value",
+                XComModel.key.in_([OUTPUT_COMMIT_XCOM_KEY, "return_value"]),
             )
-        ).first()
-    return None if value is None else XComModel.deserialize_value(_Row(value))
+        ).all()
+        for key, value in rows:
+            found[key] = XComModel.deserialize_value(_Row(value))
+    if isinstance(found.get(OUTPUT_COMMIT_XCOM_KEY), str):
+        return {"output": found[OUTPUT_COMMIT_XCOM_KEY]}
+    return found.get("return_value")
 
 
 class _Row:

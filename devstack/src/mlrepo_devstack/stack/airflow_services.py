@@ -9,8 +9,8 @@ Optional: ``stack.up()`` without arguments does not start it; ``stack.up(["airfl
 * ``LocalExecutor``, ``SimpleAuthManager`` with ``simple_auth_manager_all_admins=True`` (no login:
   a local development stack), examples off, the DAGs folder re-listed every 5 s and files re-parsed
   every 10 s, triggerer capacity 2000.
-* DAG import timeouts a slow, loaded machine survives: ``[core] dagbag_import_timeout`` 180 s and
-  ``[dag_processor] dag_file_processor_timeout`` 240 s (Airflow's defaults are 30 s and 50 s).
+* DAG import timeouts a slow, loaded machine survives: ``[core] dagbag_import_timeout`` 300 s and
+  ``[dag_processor] dag_file_processor_timeout`` 360 s (Airflow's defaults are 30 s and 50 s).
 * ``[mlrepo] runner = local``: operators run their container command as a local process.
 * OpenLineage is on in every component (:func:`lineage_environment`): namespace
   :data:`LINEAGE_NAMESPACE`, the provider's outbox transport (``<state>/airflow/mlrepo-lineage-outbox``)
@@ -58,9 +58,9 @@ HEALTH_COMPONENTS: tuple[str, ...] = ("metadatabase", "scheduler", "triggerer", 
 START_TIMEOUT = 300.0
 MARKER_FILENAME = ".mlrepo-services"
 #: Seconds a DAG file's import may take (``[core] dagbag_import_timeout``, Airflow's default 30).
-DAGBAG_IMPORT_TIMEOUT = 180
+DAGBAG_IMPORT_TIMEOUT = 300
 #: Seconds one DAG-file processor may run (``[dag_processor] dag_file_processor_timeout``, default 50).
-DAG_FILE_PROCESSOR_TIMEOUT = 240
+DAG_FILE_PROCESSOR_TIMEOUT = 360
 #: Triggers one triggerer runs at once (Airflow's default is 1000; benchmarks use 1000 + others).
 TRIGGERER_CAPACITY = 2000
 
