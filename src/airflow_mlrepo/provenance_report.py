@@ -26,7 +26,7 @@ from airflow_mlrepo.exceptions import (
 )
 from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.locations import LakeFSLocation
-from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, MODEL_FORMAT_KEY, MODEL_FRAMEWORK_KEY
+from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, MODEL_FORMAT_KEY, MODEL_FRAMEWORK_KEY, recorded_run_type
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -190,7 +190,7 @@ def _json_or_none(raw: str | None) -> Any:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
         return raw
 
 
@@ -335,7 +335,7 @@ def _node(
         task_id=meta.get("mlrepo.task_id", ""),
         try_number=meta.get("mlrepo.try_number", ""),
         map_index=meta.get("mlrepo.map_index", "-1"),
-        run_type=meta.get(f"{LAKEFS_AIRFLOW}run_type"),
+        run_type=recorded_run_type(meta.get(f"{LAKEFS_AIRFLOW}run_type")),
         logical_date=meta.get(f"{LAKEFS_AIRFLOW}logical_date[iso8601]"),
         data_interval_end=meta.get(f"{LAKEFS_AIRFLOW}data_interval_end[iso8601]"),
         task_url=meta.get(f"{LAKEFS_AIRFLOW}url[url:ui]"),
@@ -350,7 +350,9 @@ def _node(
         output_kind=meta.get("mlrepo.output_kind"),
         image=meta.get("mlrepo.image") or None,
         runner=meta.get("mlrepo.runner"),
-        command=list(command) if isinstance(command, list) else None,
+        command=[part if isinstance(part, str) else json.dumps(part) for part in command]
+        if isinstance(command, list)
+        else None,
         hyperparameters=dict(hyperparameters) if isinstance(hyperparameters, dict) else None,
         model_policy=meta.get("mlrepo.model.policy"),
         model_framework=meta.get(MODEL_FRAMEWORK_KEY) or None,
@@ -379,6 +381,15 @@ def _pin_text(node: ProvenanceNode) -> str:
     return text
 
 
+def _link(url: str) -> str:
+    """``url`` as a rich hyperlink; plain text when it holds brackets (they would end the markup tag)."""
+    from rich.markup import escape
+
+    if "[" in url or "]" in url:
+        return escape(url)
+    return f"[link={url}]{escape(url)}[/link]"
+
+
 def _add(tree: Tree, node: ProvenanceNode) -> None:
     from rich.markup import escape
 
@@ -389,8 +400,7 @@ def _add(tree: Tree, node: ProvenanceNode) -> None:
     branch = tree.add(heading)
     branch.add(
         f"commit [green]{_short(node.commit_id)}[/green]  {escape(node.created_at)}  "
-        f"{escape(repr(node.message))} by {escape(node.committer or '?')}\n[link={node.commit_url}]"
-        f"{escape(node.commit_url)}[/link]"
+        f"{escape(repr(node.message))} by {escape(node.committer or '?')}\n{_link(node.commit_url)}"
     )
     pin = _pin_text(node)
     if pin:
@@ -405,7 +415,7 @@ def _add(tree: Tree, node: ProvenanceNode) -> None:
         )
         for url in (run.run_url, run.task_url):
             if url:
-                text += f"\n[link={url}]{escape(url)}[/link]"
+                text += f"\n{_link(url)}"
                 break
         if run.openlineage_run_id:
             text += f"\nOpenLineage run {escape(run.openlineage_run_id)}"
@@ -431,9 +441,10 @@ def _add(tree: Tree, node: ProvenanceNode) -> None:
 
 def render_tree(node: ProvenanceNode) -> Tree:
     """A ``rich`` tree of the provenance chain."""
+    from rich.markup import escape
     from rich.tree import Tree
 
-    tree = Tree(f"[bold]provenance of[/bold] {node.location}")
+    tree = Tree(f"[bold]provenance of[/bold] {escape(node.location)}")
     _add(tree, node)
     return tree
 

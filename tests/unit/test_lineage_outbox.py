@@ -1,19 +1,17 @@
 """The durable outbox transport against a local HTTP receiver that goes down and comes back.
 
-The receiver is a stand-in for Marquez's ``POST /api/v1/lineage`` (a fake boundary, fine in unit
-tests); the real-Marquez outage test is ``tests/integration/test_lineage_marquez.py``.
+The receiver (:mod:`tests.lineage_receiver`) is a stand-in for Marquez's ``POST /api/v1/lineage`` (a
+fake boundary, fine in unit tests); the real-Marquez outage test is ``tests/integration/test_lineage_marquez.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,60 +25,10 @@ from airflow_mlrepo.lineage import marquez, naming
 from airflow_mlrepo.lineage.facets import LakeFSProducerRun
 from airflow_mlrepo.lineage.outbox import HttpSender, Outbox, OutboxTransport, deliver
 from airflow_mlrepo.locations import LakeFSLocation
+from tests.lineage_receiver import Receiver
 
 COMMIT_A = "a" * 64
 COMMIT_B = "b" * 64
-
-
-class Receiver:
-    """A lineage endpoint on a fixed port that can be stopped and started again."""
-
-    def __init__(self, status: int = 201) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.status = status
-        self.received: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path != "/api/v1/lineage":
-                    self.send_response(404)
-                elif receiver.status < 300:
-                    with receiver.lock:
-                        receiver.received.append(json.loads(body))
-                    self.send_response(receiver.status)
-                else:
-                    self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def run_ids(self) -> list[str]:
-        with self.lock:
-            return [event["run"]["runId"] for event in self.received]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError
 from airflow_mlrepo.locations import LakeFSLocation
 from airflow_mlrepo.operators.pod import LakeFSPodOperator
-from airflow_mlrepo.pinning import PinnedInput, pin_latest, run_instant
+from airflow_mlrepo.pinning import PinnedInput, pin_from_asset_events, pin_latest, run_instant
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -24,7 +24,8 @@ class LakeFSInferenceOperator(LakeFSPodOperator):
 
     :param model: ``lakefs://models-repo/branch/path``: where models are committed (the branch
         the ``latest`` and ``as_of`` policies follow). Templated.
-    :param model_version: ``latest`` (default: the branch head when the attempt runs, so clearing an
+    :param model_version: ``latest`` (default: the model commit of the run's triggering asset event
+        when a new model started the run, else the branch head when the attempt runs, so clearing an
         old run recomputes it with today's model), ``as_of`` (the branch head as of the run's data
         interval end: reproduce what ran then), or an explicit commit id, tag or ref. Templated, so
         ``"{{ params.model_version }}"`` makes it a run parameter. The choice is recorded.
@@ -56,7 +57,10 @@ class LakeFSInferenceOperator(LakeFSPodOperator):
         hook = self.lakefs_hook
         version = (self.model_version or MODEL_LATEST).strip()
         if version == MODEL_LATEST:
-            pins[MODEL_INPUT] = pin_latest(hook, MODEL_INPUT, model)
+            # A run started by a new model uses that model, even when a newer one landed since.
+            pins[MODEL_INPUT] = pin_from_asset_events(hook, MODEL_INPUT, model, context) or pin_latest(
+                hook, MODEL_INPUT, model
+            )
         elif version == MODEL_AS_OF:
             when = run_instant(context)
             commit = hook.branch_head_as_of(model.repository, model.ref, when)
