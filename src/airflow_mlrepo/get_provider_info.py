@@ -97,6 +97,10 @@ def get_provider_info() -> dict[str, Any]:
                 "name": "airflow_mlrepo_provenance_view",
                 "plugin-class": "airflow_mlrepo.provenance_view.plugin.ProvenanceViewPlugin",
             },
+            {
+                "name": "airflow_mlrepo_lineage",
+                "plugin-class": "airflow_mlrepo.lineage.plugin.MlrepoLineagePlugin",
+            },
         ],
         "config": {
             "mlrepo": {

@@ -496,6 +496,33 @@ class HttpSender:
         self.transport = HttpTransport(HttpConfig.from_dict(options))
         self.url = redact_url(str(options["url"]))
 
+    def run_end_time(self, run_id: str) -> str | None:
+        """Marquez's ``endedAt`` of a run (``GET /api/v1/jobs/runs/{id}``), None if unknown or unreachable."""
+        import requests
+
+        config = self.transport.config
+        headers = {"Accept": "application/json"}
+        bearer = config.auth.get_bearer() if config.auth is not None else None
+        if bearer:
+            headers["Authorization"] = bearer
+        try:
+            answer = requests.get(
+                f"{str(config.url).rstrip('/')}/api/v1/jobs/runs/{run_id}",
+                headers=headers,
+                timeout=config.timeout,
+                verify=config.verify,
+            )
+            ended = answer.json().get("endedAt") if answer.status_code == 200 else None
+        except (requests.RequestException, ValueError, AttributeError):
+            return None
+        return str(ended) if ended else None
+
+    def prepare_registration(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A Marquez registration as it must be posted now (:func:`airflow_mlrepo.lineage.marquez.keep_run_times`)."""
+        from airflow_mlrepo.lineage.marquez import keep_run_times
+
+        return keep_run_times(event, self.run_end_time)
+
     def __call__(self, event: Mapping[str, Any]) -> None:
         import requests
 
@@ -641,9 +668,11 @@ def _deliver_entry(
         events = parse_entry(data)
     except MalformedEntryError as exc:
         return _quarantine(outbox, entry, str(exc), report)
+    prepare = getattr(send, "prepare_registration", None)
     for index, event in enumerate(events):
         try:
-            send(event)
+            # every event but an entry's last is a Marquez registration (OutboxTransport.entry_lines)
+            send(prepare(event) if prepare is not None and index < len(events) - 1 else event)
         except DeliveryError as exc:
             if index:
                 # keep only what is left, so a restart does not send the delivered part again
