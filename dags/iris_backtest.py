@@ -122,6 +122,8 @@ with DAG(
         image=IMAGE,
         cmds=["python", "-m", "mlrepo_iris.predict"],
         namespace="ml",
+        # The output location already is this run's own backtest branch: publish there, backfill or not.
+        publish_to="target",
     ).expand_kwargs(plan())
 
     @task(trigger_rule="none_failed")

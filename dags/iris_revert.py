@@ -50,6 +50,7 @@ with DAG(
         repository=MODELS_REPO,
         branch=BRANCH,
         commit="{{ params.commit }}",
+        paths=["model"],
         outlets=[model],
     )
     revert_training_data = LakeFSRevertOperator(
@@ -57,5 +58,6 @@ with DAG(
         repository=TRAIN_REPO,
         branch=BRANCH,
         commit="{{ params.commit }}",
+        paths=["data"],
     )
     choose() >> [revert_model, revert_training_data]

@@ -52,7 +52,14 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     render_template_as_native_obj=True,  # {{ params.C }} reaches the container as a number
-    params={"C": Param(1.0, type="number", exclusiveMinimum=0, description="inverse regularisation strength")},
+    params={
+        "C": Param(1.0, type="number", exclusiveMinimum=0, description="inverse regularisation strength"),
+        "publish_to": Param(
+            "auto",
+            enum=["auto", "target", "run_branch"],
+            description="auto: backfills publish to a branch of their own, other runs to the models branch",
+        ),
+    },
     tags=["mlrepo", "iris"],
 ) as dag:
     train = LakeFSTrainingOperator(
@@ -65,8 +72,9 @@ with DAG(
         framework="scikit-learn",
         model_format="pickle",
         namespace="ml",
-        # Runs may overlap (a backfill next to an event-driven run): the one that finishes last is the
-        # branch's model; every model stays in the branch history with its provenance.
-        merge_strategy="source-wins",
+        # Backfilled runs publish to a branch of their own (backfill-iris_training-<run>), never to the
+        # production branch, unless the run's param publish_to says "target"; a merge conflict fails
+        # the attempt and its retry starts again from the branch's new head.
+        publish_to="{{ params.publish_to }}",
         outlets=[model],
     )

@@ -24,12 +24,14 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from airflow_mlrepo.exceptions import CommitNotAncestorError, LakeFSBadInputError
 from airflow_mlrepo.hooks.lakefs.refs import DEFAULT_MAX_COMMITS, LakeFSCommit, LakeFSDiffEntry
-from airflow_mlrepo.locations import validate_branch, validate_path, validate_ref, validate_repository
+from airflow_mlrepo.locations import validate_path, validate_ref, validate_repository
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class HistoryReader(Protocol):
@@ -155,67 +157,29 @@ def commits_after(
     paths: PathFilter = ANY_PATH,
     *,
     first_parent: bool = False,
-    max_commits: int = DEFAULT_MAX_COMMITS,
+    max_commits: int | None = None,
 ) -> list[LakeFSCommit]:
-    """Commits after ``baseline`` up to and including ``head``, **oldest first**, that changed ``paths``.
+    """The commits of ``baseline..head`` that changed ``paths``, parents before children (oldest first).
 
     ``head`` is a branch name or a commit id (walking from a commit id just read bounds the
     answer: commits made meanwhile are left out). ``baseline`` is any ref; it is not included.
-    With path filters only commits that touch them are returned (merge commits are never path
-    matches; the commits they bring in are). Raises :class:`CommitNotAncestorError` at once,
-    without walking the history, when ``baseline`` is no longer an ancestor of ``head`` (a reset
-    or force-moved branch), and :class:`LakeFSBadInputError` beyond ``max_commits`` new commits.
+    What counts is :func:`changed_commits`' rule (see ``docs/concepts/detection-windows.md``):
+    commits reachable from ``head`` and not from ``baseline`` (a side branch merged late counts,
+    however old its commits), each judged by its diff against its first parent (a merge counts
+    when it brought a change to ``paths``). Raises :class:`CommitNotAncestorError` at once when
+    ``baseline`` is no longer an ancestor of ``head`` (a reset or force-moved branch), and
+    :class:`LakeFSBadInputError` beyond ``max_commits`` new commits.
     """
-    validate_repository(repository)
-    validate_branch(head)
-    baseline_id = hook.resolve_commit_id(repository, baseline)
-    if not hook.is_ancestor(repository, baseline_id, head):
-        raise CommitNotAncestorError(
-            f"Commit {baseline_id} is no longer in the history of branch '{head}' of repository "
-            f"'{repository}': the branch was reset or force-moved",
-            repository=repository,
-            ref=head,
-        )
-    new: list[LakeFSCommit] = []
-    for commit in hook.log_commits(repository, head, stop_at=baseline_id, first_parent=first_parent):
-        if commit.id == baseline_id:
-            break
-        new.append(commit)
-        if len(new) > max_commits:
-            raise LakeFSBadInputError(
-                f"More than {max_commits} commits on branch '{head}' of repository '{repository}' "
-                f"since {baseline_id}; raise max_commits or move the baseline forward",
-                repository=repository,
-                ref=head,
-            )
-    else:
-        if first_parent and new:
-            raise CommitNotAncestorError(
-                f"Commit {baseline_id} is not on the first-parent history of branch '{head}' of "
-                f"repository '{repository}'",
-                repository=repository,
-                ref=head,
-            )
-    if new and not paths.any_path:
-        # lakeFS's path-filtered log does not stop at stop_at unless that commit itself
-        # matches; bound the walk by time instead and keep only the commits found above.
-        new_ids = {c.id for c in new}
-        oldest = min(c.creation_date for c in new)
-        matching = {
-            c.id
-            for c in hook.log_commits(
-                repository,
-                head,
-                prefixes=paths.prefixes or None,
-                objects=paths.objects or None,
-                first_parent=first_parent,
-                since=datetime.fromtimestamp(oldest, tz=timezone.utc),
-            )
-            if c.id in new_ids
-        }
-        new = [c for c in new if c.id in matching]
-    new.reverse()
-    return new
+    return changed_commits(
+        hook,
+        repository,
+        baseline,
+        head,
+        prefixes=paths.prefixes,
+        objects=paths.objects,
+        first_parent=first_parent,
+        max_commits=max_commits,
+    )
 
 
 def matching_commits(
@@ -225,7 +189,7 @@ def matching_commits(
     baseline: str,
     commit_filter: CommitFilter,
     *,
-    max_commits: int = DEFAULT_MAX_COMMITS,
+    max_commits: int | None = None,
 ) -> list[LakeFSCommit]:
     """:func:`commits_after` with a whole :class:`CommitFilter`: paths, first parent and metadata."""
     commits = commits_after(
@@ -319,16 +283,215 @@ def commits_in_period(
     return found[::-1]
 
 
+#: The most commits one walk may find before it gives up (see the module docstring).
+MAX_WALK_COMMITS = DEFAULT_MAX_COMMITS
+#: Commits read per log page (lakeFS's maximum).
+_PAGE = 1000
+
+
+def commits_between(
+    hook: HistoryReader,
+    repository: str,
+    baseline: str,
+    head: str,
+    *,
+    first_parent: bool = False,
+    max_commits: int | None = None,
+) -> list[LakeFSCommit]:
+    """Commits reachable from ``head`` and not from ``baseline``, parents before children.
+
+    ``baseline`` and ``head`` are any refs (commit ids, branches, tags). Ordered by generation,
+    then creation date: every commit comes after its parents, and a linear history comes out
+    oldest first.
+    """
+    validate_repository(repository)
+    validate_ref(baseline)
+    validate_ref(head)
+    limit = MAX_WALK_COMMITS if max_commits is None else max_commits
+    base = hook.get_commit(repository, baseline)
+    tip = hook.get_commit(repository, head)
+    if tip.id == base.id:
+        return []
+    if not hook.is_ancestor(repository, base.id, tip.id):
+        raise CommitNotAncestorError(
+            f"Commit {base.id} is not in the history of '{head}' ({tip.id}) in repository '{repository}': "
+            "the branch was reset or force-moved",
+            repository=repository,
+            ref=head,
+        )
+    walk = _Walk(hook, repository, base, limit, where=f"'{head}' of repository '{repository}'")
+    return walk.first_parent_chain(tip) if first_parent else walk.reachable(tip)
+
+
+def commit_changed_paths(
+    hook: HistoryReader,
+    repository: str,
+    commit: LakeFSCommit,
+    prefixes: Sequence[str] = (),
+    objects: Sequence[str] = (),
+) -> bool:
+    """Whether ``commit`` changed something under ``prefixes`` or one of ``objects``, against its first parent."""
+    if not prefixes and not objects:
+        return True
+    if not commit.parents:
+        return True
+    return commit_changed(
+        hook, repository, commit.id, PathFilter(tuple(prefixes), tuple(objects)), parent=commit.parents[0]
+    )
+
+
+def changed_commits(
+    hook: HistoryReader,
+    repository: str,
+    baseline: str,
+    head: str,
+    *,
+    prefixes: Sequence[str] | None = None,
+    objects: Sequence[str] | None = None,
+    first_parent: bool = False,
+    max_commits: int | None = None,
+) -> list[LakeFSCommit]:
+    """The commits of ``baseline..head`` that changed ``prefixes``/``objects``, parents before children.
+
+    The answer every detection path uses; see the module docstring for what counts.
+    """
+    checked_prefixes = [validate_path(p) for p in prefixes or ()]
+    checked_objects = [validate_path(o) for o in objects or ()]
+    commits = commits_between(hook, repository, baseline, head, first_parent=first_parent, max_commits=max_commits)
+    return [c for c in commits if commit_changed_paths(hook, repository, c, checked_prefixes, checked_objects)]
+
+
+class _Walk:
+    """One ``baseline..head`` walk: a commit cache filled by log pages, and ancestry answers."""
+
+    def __init__(self, hook: HistoryReader, repository: str, base: LakeFSCommit, limit: int, *, where: str) -> None:
+        self.hook = hook
+        self.repository = repository
+        self.base = base
+        self.limit = limit
+        self.where = where
+        self.cache: dict[str, LakeFSCommit] = {}
+        self.ancestry: dict[str, bool] = {base.id: True}
+
+    def commit(self, commit_id: str) -> LakeFSCommit:
+        found = self.cache.get(commit_id)
+        if found is None:
+            # One page of the log from here: the rest of a side branch usually comes with it.
+            for commit in self.hook.log_commits(self.repository, commit_id, amount=_PAGE):
+                self.cache.setdefault(commit.id, commit)
+            found = self.cache.get(commit_id) or self.hook.get_commit(self.repository, commit_id)
+            self.cache[commit_id] = found
+        return found
+
+    def is_base_ancestor(self, commit: LakeFSCommit) -> bool:
+        """Whether ``commit`` is in the baseline's history (the baseline itself included)."""
+        known = self.ancestry.get(commit.id)
+        if known is not None:
+            return known
+        base_generation = self.base.generation
+        if commit.generation is not None and base_generation is not None and commit.generation >= base_generation:
+            answer = False  # an ancestor's generation is always lower than its descendant's
+        else:
+            answer = self.hook.is_ancestor(self.repository, commit.id, self.base.id)
+        self.ancestry[commit.id] = answer
+        return answer
+
+    def _count(self, found: int) -> None:
+        if found > self.limit:
+            raise LakeFSBadInputError(
+                f"More than {self.limit} commits on {self.where} since {self.base.id}; move the baseline forward "
+                "(detection windows do so as they go) or raise max_commits",
+                repository=self.repository,
+            )
+
+    def _preload(self, tip: LakeFSCommit, *, first_parent: bool) -> None:
+        self.cache[tip.id] = tip
+        for commit in self.hook.log_commits(
+            self.repository, tip.id, stop_at=self.base.id, first_parent=first_parent, amount=self.limit + 2
+        ):
+            self.cache.setdefault(commit.id, commit)
+            if commit.id == self.base.id:
+                break
+            self._count(len(self.cache) - 1)
+
+    def reachable(self, tip: LakeFSCommit) -> list[LakeFSCommit]:
+        self._preload(tip, first_parent=False)
+        found: dict[str, LakeFSCommit] = {}
+        stack = [tip]
+        while stack:
+            commit = stack.pop()
+            if commit.id in found:
+                continue
+            found[commit.id] = commit
+            self._count(len(found))
+            for parent_id in commit.parents:
+                if parent_id in found or self.ancestry.get(parent_id):
+                    continue
+                parent = self.commit(parent_id)
+                if not self.is_base_ancestor(parent):
+                    stack.append(parent)
+        return sorted(found.values(), key=_topological_key)
+
+    def first_parent_chain(self, tip: LakeFSCommit) -> list[LakeFSCommit]:
+        self._preload(tip, first_parent=True)
+        chain: list[LakeFSCommit] = []
+        commit = tip
+        while commit.id != self.base.id:
+            chain.append(commit)
+            self._count(len(chain))
+            below_base = (
+                commit.generation is not None
+                and self.base.generation is not None
+                and commit.generation <= self.base.generation
+            )
+            if not commit.parents or below_base:
+                raise CommitNotAncestorError(
+                    f"Commit {self.base.id} is not on the first-parent history of {self.where}",
+                    repository=self.repository,
+                )
+            commit = self.commit(commit.parents[0])
+        chain.reverse()
+        return chain
+
+
+def _topological_key(commit: LakeFSCommit) -> tuple[int, int, str]:
+    return (commit.generation or 0, commit.creation_date, commit.id)
+
+
 __all__ = [
     "ANY_PATH",
+    "MAX_WALK_COMMITS",
     "CommitFilter",
     "HistoryReader",
     "LocationCheck",
     "PathFilter",
+    "changed_commits",
     "changed_locations",
     "commit_changed",
+    "commit_changed_paths",
     "commits_after",
+    "commits_between",
     "commits_in_period",
     "location_changed",
     "matching_commits",
 ]
+
+
+#: Diff entry types (``LakeFSDiffEntry.type``).
+ADDED = "added"
+REMOVED = "removed"
+
+
+def changed_paths(
+    hook: HistoryReader, repository: str, left: str, right: str, prefix: str = ""
+) -> Iterator[LakeFSDiffEntry]:
+    """Every object under ``prefix`` that differs from ``left`` to ``right``, in path order (datum pipelines).
+
+    A two-dot diff of the two commits' trees, paged: the cost is one request per 1,000 changed paths,
+    it follows the change, not the size of the tree. ``left == right`` costs nothing.
+    """
+    if left == right:
+        return
+    for entry in hook.diff_refs(repository, left, right, prefix=prefix):
+        if entry.path_type == "object":
+            yield entry

@@ -26,6 +26,8 @@ OUTPUT_BRANCH = "MLREPO_OUTPUT_BRANCH"
 OUTPUT_PATH = "MLREPO_OUTPUT_PATH"
 PARAMS = "MLREPO_PARAMS"
 RUN = "MLREPO_RUN"
+#: Datum tasks only: the datums of this task, as JSON (``[{"id", "files": {input: [paths]}, "output"}]``).
+DATUMS = "MLREPO_DATUMS"
 LAKEFS_ENDPOINT = "LAKEFS_ENDPOINT"
 
 #: Secret-bearing variables and the key each reads from the Kubernetes Secret.

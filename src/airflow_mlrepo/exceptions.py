@@ -24,6 +24,19 @@ class LakeFSConnectionConfigError(MlRepoError):
     """The Airflow connection for lakeFS is incomplete or malformed."""
 
 
+class InvalidWebhookEventError(MlRepoError, ValueError):
+    """A lakeFS webhook body that is not a usable post-commit/post-merge event.
+
+    ``status`` is the HTTP answer it deserves (400: not a JSON object, 422: not such an event) and
+    ``errors`` the fields that are wrong, ``[{"field": ..., "message": ...}]``.
+    """
+
+    def __init__(self, message: str, *, status: int, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or []
+
+
 class StackError(MlRepoError):
     """A required part of the local stack could not be brought up, stopped or read."""
 

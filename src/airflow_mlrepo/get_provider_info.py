@@ -97,6 +97,10 @@ def get_provider_info() -> dict[str, Any]:
                 "name": "airflow_mlrepo_provenance_view",
                 "plugin-class": "airflow_mlrepo.provenance_view.plugin.ProvenanceViewPlugin",
             },
+            {
+                "name": "airflow_mlrepo_lineage",
+                "plugin-class": "airflow_mlrepo.lineage.plugin.MlrepoLineagePlugin",
+            },
         ],
         "config": {
             "mlrepo": {
@@ -135,6 +139,16 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": "{marquez_url}/lineage/job/{namespace}/{job}",
                         "default": "{marquez_url}/api/v1/jobs/runs/{run_id}",
+                    },
+                    "lineage_outbox_dir": {
+                        "description": "Directory of the lineage outbox (OutboxTransport) when its outbox_dir "
+                        "option is not set. On KubernetesExecutor or autoscaled Celery workers put it on a "
+                        "persistent volume: events pending in a deleted pod's disk are lost. Default: "
+                        "$AIRFLOW_HOME/mlrepo-lineage-outbox.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/var/lib/mlrepo/outbox",
+                        "default": "",
                     },
                     "provenance_lakefs_conn_id": {
                         "description": 'lakeFS connection the "Provenance" tab of task instances (api-server '

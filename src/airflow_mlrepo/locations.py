@@ -1,8 +1,14 @@
-"""``lakefs://repository/ref/path`` locations and lakeFS name rules.
+r"""``lakefs://repository/ref/path`` locations and lakeFS name rules.
 
 The URI form is lakeFS's own (lakectl, lakefs-spec, the Spark FileSystem): the first
 segment is the repository, the second the ref (branch, tag, commit id or ref expression
 such as ``main~2``), the rest is the object path or prefix, which may be empty.
+
+The name rules are lakeFS's (``pkg/validator`` and ``pkg/graveler/validate.go``), with Go's regexp
+semantics: ``\w`` and ``\s`` are ASCII-only and ``$`` is the end of the text (never before a
+trailing newline). Patterns here therefore use ``\Z`` and :data:`re.ASCII`. A name these rules
+accept is one lakeFS accepts, and the reverse (checked against a real lakeFS in
+``tests/integration/test_name_validation.py``).
 """
 
 from __future__ import annotations
@@ -16,15 +22,16 @@ SCHEME = "lakefs"
 _PREFIX = f"{SCHEME}://"
 
 #: lakeFS repository ids (pkg/validator): lowercase letters, digits and '-', 3 to 63 characters.
-REPOSITORY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
-#: lakeFS branch ids (graveler ValidateBranchID): a word character, then word characters or '-'.
-BRANCH_RE = re.compile(r"^\w[-\w]*$")
-#: lakeFS tag ids (graveler ValidateTagID): no '/', no whitespace, no '~^:?*[\\', not ending in '.lock'.
-TAG_RE = re.compile(r"^[^\s~^:?*\[\\/]+$")
+REPOSITORY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}\Z")
+#: lakeFS branch ids (graveler ValidateBranchID): an ASCII word character, then those or '-'.
+BRANCH_RE = re.compile(r"^\w[-\w]*\Z", re.ASCII)
+#: lakeFS tag ids (graveler ValidateTagID): no control character, space, '/', or any of '^:?*[\\'.
+TAG_RE = re.compile(r"^[^\x00-\x20/^:?*\[\\]+\Z")
 #: a full lakeFS commit id.
-COMMIT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-#: ref expressions: a base ref, then any of ~N, ^N modifiers, or a single trailing @ or $.
-_REF_RE = re.compile(r"^[^\s/]+$")
+COMMIT_ID_RE = re.compile(r"^[0-9a-f]{64}\Z")
+#: refs and ref expressions (pkg/validator ReValidRef ``^[^\s]+$``, Go's ASCII ``\s``); also no '/',
+#: which separates the ref from the path in a ``lakefs://`` URI.
+_REF_RE = re.compile(r"^[^\t\n\f\r /]+\Z")
 
 
 def validate_repository(repository: str) -> str:
@@ -49,9 +56,17 @@ def validate_branch(branch: str) -> str:
 
 def validate_tag(tag: str) -> str:
     """Return ``tag`` if it is a valid lakeFS tag name, else raise with its name."""
-    if not isinstance(tag, str) or not TAG_RE.match(tag) or tag.endswith(".lock") or tag.startswith("-"):
+    if (
+        not isinstance(tag, str)
+        or not TAG_RE.match(tag)
+        or tag == "@"
+        or tag.endswith((".", ".lock"))
+        or ".." in tag
+        or "@{" in tag
+    ):
         raise InvalidLakeFSLocationError(
-            f"Invalid lakeFS tag name {tag!r}: no '/', whitespace or any of '~^:?*[\\', and not ending in '.lock'"
+            f"Invalid lakeFS tag name {tag!r}: no '/', space, control character, '..', '@{{' or any of "
+            "'^:?*[\\', not '@' and not ending in '.' or '.lock'"
         )
     return tag
 

@@ -7,7 +7,11 @@ Rules, in order, for an input declared as ``lakefs://repo/<ref>/path``:
 2. The run was triggered by asset events for this repository and branch: the newest commit id
    carried by those events → rule ``asset_event``. The events stay linked to the run across
    clears, so a cleared run reads the same commit.
-3. Otherwise the branch head **as of** the run's data interval end (scheduled and backfilled runs)
+3. An upstream :class:`~airflow_mlrepo.sensors.lakefs.LakeFSCommitSensor` of the task detected
+   commits on this repository and branch: the branch head it found them in → rule ``sensor``. The
+   sensor records its answer in its task state store (never expiring) and a cleared sensor
+   replays it, so a cleared run pins the very same commit.
+4. Otherwise the branch head **as of** the run's data interval end (scheduled and backfilled runs)
    or its ``run_after`` (manual and asset runs without an interval) → rule ``as_of``. Both are
    stable attributes of the run, so retries, clears and backfills resolve the same commit.
 
@@ -37,6 +41,9 @@ RULE_REF = "ref"
 RULE_ASSET_EVENT = "asset_event"
 RULE_AS_OF = "as_of"
 RULE_LATEST = "latest"
+RULE_SENSOR = "sensor"
+#: XCom key under which a commit sensor hands over what it detected (``Detection.to_dict()``).
+DETECTION_XCOM_KEY = "mlrepo_detected"
 
 #: Key under which lakeFS commit facts travel in asset event extras (watcher payload and webhook).
 ASSET_EVENT_KEY = "lakefs"
@@ -68,6 +75,42 @@ class PinnedInput:
             "rule": self.rule,
             "as_of": self.as_of,
         }
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a sensor saw: commits on a repository's branch, all contained in ``head``."""
+
+    repository: str
+    branch: str
+    head: str
+    commits: tuple[str, ...]
+    source: str = "sensor"
+    task_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "branch": self.branch,
+            "head": self.head,
+            "commits": list(self.commits),
+            "source": self.source,
+            "task_id": self.task_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Detection | None:
+        try:
+            return cls(
+                repository=str(data["repository"]),
+                branch=str(data["branch"]),
+                head=str(data["head"]),
+                commits=tuple(str(c) for c in data.get("commits") or ()),
+                source=str(data.get("source") or "sensor"),
+                task_id=str(data.get("task_id") or ""),
+            )
+        except (KeyError, TypeError):
+            return None
 
 
 def run_instant(context: Mapping[str, Any]) -> datetime:
@@ -120,7 +163,40 @@ def is_branch(hook: LakeFSHook, location: LakeFSLocation) -> bool:
     return hook.branch_exists(location.repository, location.ref)
 
 
-def pin_input(hook: LakeFSHook, name: str, source: LakeFSLocation, context: Mapping[str, Any]) -> PinnedInput:
+def pin_from_asset_events(
+    hook: LakeFSHook, name: str, source: LakeFSLocation, context: Mapping[str, Any]
+) -> PinnedInput | None:
+    """The newest commit the run's triggering asset events carry for ``source``'s repository and branch.
+
+    None when no event names them. A commit that is no longer in the branch's history raises
+    :class:`CommitNotAncestorError`.
+    """
+    from_events = asset_event_commits(context, source.repository, source.ref)
+    if not from_events:
+        return None
+    commit_id = from_events[-1]
+    _require_in_history(hook, name, source, commit_id, "from the run's triggering asset event")
+    return PinnedInput(name, source, commit_id, RULE_ASSET_EVENT)
+
+
+def _require_in_history(hook: LakeFSHook, name: str, source: LakeFSLocation, commit_id: str, origin: str) -> None:
+    if not hook.is_ancestor(source.repository, commit_id, source.ref):
+        raise CommitNotAncestorError(
+            f"Input '{name}': commit {commit_id} {origin} is no longer in the history of branch "
+            f"'{source.ref}' of repository '{source.repository}': the branch was reset or force-moved "
+            "under this run",
+            repository=source.repository,
+            ref=source.ref,
+        )
+
+
+def pin_input(
+    hook: LakeFSHook,
+    name: str,
+    source: LakeFSLocation,
+    context: Mapping[str, Any],
+    detections: Iterable[Detection] = (),
+) -> PinnedInput:
     """Bind one declared input to a commit id by the rules in this module's docstring."""
     if not is_branch(hook, source):
         try:
@@ -136,18 +212,22 @@ def pin_input(hook: LakeFSHook, name: str, source: LakeFSLocation, context: Mapp
                 server_message=exc.server_message,
             ) from exc
         return PinnedInput(name, source, commit_id, RULE_REF)
-    from_events = asset_event_commits(context, source.repository, source.ref)
-    if from_events:
-        commit_id = from_events[-1]
-        if not hook.is_ancestor(source.repository, commit_id, source.ref):
+    from_events = pin_from_asset_events(hook, name, source, context)
+    if from_events is not None:
+        return from_events
+    matching = [d for d in detections if (d.repository, d.branch) == (source.repository, source.ref)]
+    if matching:
+        heads = {d.head for d in matching}
+        if len(heads) > 1:
             raise CommitNotAncestorError(
-                f"Input '{name}': commit {commit_id} from the run's triggering asset event is no longer in "
-                f"the history of branch '{source.ref}' of repository '{source.repository}': the branch was "
-                "reset or force-moved under this run",
+                f"Input '{name}': the sensors upstream of this task saw different heads of branch '{source.ref}' "
+                f"of repository '{source.repository}' ({', '.join(sorted(heads))}); give the input an explicit ref",
                 repository=source.repository,
                 ref=source.ref,
             )
-        return PinnedInput(name, source, commit_id, RULE_ASSET_EVENT)
+        head = matching[0].head
+        _require_in_history(hook, name, source, head, f"(detected by sensor '{matching[0].task_id}')")
+        return PinnedInput(name, source, head, RULE_SENSOR)
     when = run_instant(context)
     commit = hook.branch_head_as_of(source.repository, source.ref, when)
     return PinnedInput(name, source, commit.id, RULE_AS_OF, as_of=when.isoformat())
@@ -167,7 +247,7 @@ def check_against_first_attempt(context: Mapping[str, Any], pins: Mapping[str, P
     store = context.get("task_state_store")
     if store is None:
         return
-    current = {name: pin.commit_id for name, pin in pins.items() if pin.rule == RULE_AS_OF}
+    current = {name: pin.commit_id for name, pin in pins.items() if pin.rule in (RULE_AS_OF, RULE_SENSOR)}
     if not current:
         return
     try:
@@ -182,8 +262,8 @@ def check_against_first_attempt(context: Mapping[str, Any], pins: Mapping[str, P
                 pin = pins[name]
                 raise CommitNotAncestorError(
                     f"Input '{name}': branch '{pin.source.ref}' of repository '{pin.source.repository}' was "
-                    f"reset or force-moved since this run first pinned it: the first attempt read {first}, "
-                    f"the history as of {pin.as_of} now gives {commit_id}",
+                    f"reset or force-moved since this run first pinned it (rule {pin.rule}): the first attempt "
+                    f"read {first}, this attempt would read {commit_id}",
                     repository=pin.source.repository,
                     ref=pin.source.ref,
                 )
@@ -198,9 +278,12 @@ def check_against_first_attempt(context: Mapping[str, Any], pins: Mapping[str, P
 
 __all__ = [
     "ASSET_EVENT_KEY",
+    "DETECTION_XCOM_KEY",
+    "Detection",
     "PinnedInput",
     "asset_event_commits",
     "check_against_first_attempt",
+    "pin_from_asset_events",
     "pin_input",
     "pin_latest",
     "run_instant",

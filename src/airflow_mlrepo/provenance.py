@@ -7,6 +7,7 @@ shows the Airflow run as a button. No credential ever enters this metadata.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import urllib.parse
@@ -71,6 +72,28 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def plain_value(value: Any) -> str | None:
+    """A value as the string to record: an enum by its value (``manual``, not ``DagRunType.MANUAL``).
+
+    Airflow's enums (``DagRunType``, ``DagRunState``...) are ``str`` subclasses whose ``str()`` is
+    the member's name; everything recorded in metadata, lineage or the CLI's JSON goes through here.
+    """
+    if value is None:
+        return None
+    if isinstance(value, enum.Enum):
+        value = value.value
+    text = str(value)
+    return text or None
+
+
+def recorded_run_type(value: str | None) -> str | None:
+    """A run type read from commit metadata, by value: commits written before 0.2 hold the enum's
+    repr (``DagRunType.MANUAL``), which is reported as ``manual``."""
+    if value and value.startswith("DagRunType."):
+        return value.removeprefix("DagRunType.").lower()
+    return value
+
+
 def build_provenance(
     *,
     output_kind: str,
@@ -82,7 +105,7 @@ def build_provenance(
     task_id: str,
     map_index: int,
     try_number: int,
-    run_type: str | None,
+    run_type: str | enum.Enum | None,
     logical_date: datetime | None,
     data_interval_start: datetime | None,
     data_interval_end: datetime | None,
@@ -127,7 +150,7 @@ def build_provenance(
         "dag_id": dag_id,
         "dag_run_id": run_id,
         "task_id": task_id,
-        "run_type": run_type,
+        "run_type": plain_value(run_type),
         "logical_date[iso8601]": _iso(logical_date),
         "data_interval_start[iso8601]": _iso(data_interval_start),
         "data_interval_end[iso8601]": _iso(data_interval_end),

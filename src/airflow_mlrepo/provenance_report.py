@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ from airflow_mlrepo.exceptions import (
 )
 from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.locations import LakeFSLocation
-from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, MODEL_FORMAT_KEY, MODEL_FRAMEWORK_KEY
+from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, MODEL_FORMAT_KEY, MODEL_FRAMEWORK_KEY, recorded_run_type
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -121,6 +121,9 @@ class ProvenanceNode:
     model_format: str | None = None
     airflow: AirflowRun | None = None
     inputs: tuple[ProvenanceNode, ...] = field(default_factory=tuple)
+    #: Datum pipelines: the run's counts, and the batch task (commit + run) that computed this object.
+    datums: dict[str, Any] | None = None
+    computed_by: dict[str, Any] | None = None
 
     @property
     def location(self) -> str:
@@ -161,6 +164,8 @@ class ProvenanceNode:
             "model_policy": self.model_policy,
             "model_framework": self.model_framework,
             "model_format": self.model_format,
+            "datums": self.datums,
+            "computed_by": self.computed_by,
         }
         data.update({key: value for key, value in optional.items() if value is not None})
         if self.airflow is not None:
@@ -190,7 +195,7 @@ def _json_or_none(raw: str | None) -> Any:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
         return raw
 
 
@@ -258,7 +263,70 @@ def trace(
             path=location.path,
         )
     role = commit.metadata.get("mlrepo.output_kind") or KIND_OUTPUT
-    return _node(hook, links, role, location.repository, location.path, commit, _Pin(), depth=0, seen=set())
+    node = _node(hook, links, role, location.repository, location.path, commit, _Pin(), depth=0, seen=set())
+    if DATUMS_PIPELINE in commit.metadata:
+        batch = commit if DATUMS_BATCH in commit.metadata else _batch_commit(hook, location)
+        publish = commit if DATUMS_BATCH not in commit.metadata else _publishing_commit(hook, location, commit)
+        node = replace(
+            node,
+            datums=datum_counts(publish.metadata, publish.id) if publish is not None else None,
+            computed_by=_computed_by(links, location.repository, batch) if batch is not None else None,
+        )
+    return node
+
+
+DATUMS_PIPELINE = "mlrepo.datums.pipeline"
+DATUMS_BATCH = "mlrepo.datums.batch"
+_DATUM_COUNTS = ("mode", "reason", "processed", "skipped", "deleted", "total", "reprocess_spec")
+#: How many commits that changed an object the report reads to find the batch that computed it.
+_BATCH_LOOKBACK = 10
+
+
+def datum_counts(metadata: Mapping[str, str], commit_id: str) -> dict[str, Any]:
+    """A datum run's counts (processed, skipped, deleted, total, mode, ...) from the commit that published it."""
+    counts: dict[str, Any] = {"pipeline": metadata.get(DATUMS_PIPELINE), "published_in": commit_id}
+    for key in _DATUM_COUNTS:
+        value = metadata.get(f"mlrepo.datums.{key}")
+        if value is not None:
+            counts[key] = int(value) if value.isdigit() else value
+    tasks = _json_or_none(metadata.get("mlrepo.datums.tasks"))
+    if isinstance(tasks, list):
+        counts["tasks"] = len(tasks)
+    return counts
+
+
+def _batch_commit(hook: LakeFSHook, location: LakeFSLocation) -> LakeFSCommit | None:
+    """The datum batch commit that last wrote ``location`` (an object), if any."""
+    if not location.path or location.path.endswith("/"):
+        return None
+    for commit in hook.log_commits(location.repository, location.ref, objects=[location.path], amount=_BATCH_LOOKBACK):
+        if DATUMS_BATCH in commit.metadata:
+            return commit
+    return None
+
+
+def _publishing_commit(hook: LakeFSHook, location: LakeFSLocation, batch: LakeFSCommit) -> LakeFSCommit | None:
+    """The commit on the ref's first-parent history whose datum run merged ``batch``."""
+    for commit in hook.log_commits(location.repository, location.ref, amount=FIRST_PARENT_LOOKBACK, first_parent=True):
+        if batch.id in commit.metadata.get("mlrepo.datums.tasks", ""):
+            return commit
+    return None
+
+
+def _computed_by(links: Links, repository: str, batch: LakeFSCommit) -> dict[str, Any]:
+    """The mapped task attempt that computed an object: its batch commit's run."""
+    meta = batch.metadata
+    return {
+        "commit_id": batch.id,
+        "commit_url": links.commit(repository, batch.id),
+        "batch": int(meta[DATUMS_BATCH]),
+        "dag_id": meta.get("mlrepo.dag_id", ""),
+        "run_id": meta.get("mlrepo.run_id", ""),
+        "task_id": meta.get("mlrepo.task_id", ""),
+        "map_index": meta.get("mlrepo.map_index", "-1"),
+        "try_number": meta.get("mlrepo.try_number", ""),
+        "task_url": meta.get(f"{LAKEFS_AIRFLOW}url[url:ui]"),
+    }
 
 
 def _node(
@@ -335,7 +403,7 @@ def _node(
         task_id=meta.get("mlrepo.task_id", ""),
         try_number=meta.get("mlrepo.try_number", ""),
         map_index=meta.get("mlrepo.map_index", "-1"),
-        run_type=meta.get(f"{LAKEFS_AIRFLOW}run_type"),
+        run_type=recorded_run_type(meta.get(f"{LAKEFS_AIRFLOW}run_type")),
         logical_date=meta.get(f"{LAKEFS_AIRFLOW}logical_date[iso8601]"),
         data_interval_end=meta.get(f"{LAKEFS_AIRFLOW}data_interval_end[iso8601]"),
         task_url=meta.get(f"{LAKEFS_AIRFLOW}url[url:ui]"),
@@ -350,7 +418,9 @@ def _node(
         output_kind=meta.get("mlrepo.output_kind"),
         image=meta.get("mlrepo.image") or None,
         runner=meta.get("mlrepo.runner"),
-        command=list(command) if isinstance(command, list) else None,
+        command=[part if isinstance(part, str) else json.dumps(part) for part in command]
+        if isinstance(command, list)
+        else None,
         hyperparameters=dict(hyperparameters) if isinstance(hyperparameters, dict) else None,
         model_policy=meta.get("mlrepo.model.policy"),
         model_framework=meta.get(MODEL_FRAMEWORK_KEY) or None,
@@ -379,6 +449,15 @@ def _pin_text(node: ProvenanceNode) -> str:
     return text
 
 
+def _link(url: str) -> str:
+    """``url`` as a rich hyperlink; plain text when it holds brackets (they would end the markup tag)."""
+    from rich.markup import escape
+
+    if "[" in url or "]" in url:
+        return escape(url)
+    return f"[link={url}]{escape(url)}[/link]"
+
+
 def _add(tree: Tree, node: ProvenanceNode) -> None:
     from rich.markup import escape
 
@@ -389,8 +468,7 @@ def _add(tree: Tree, node: ProvenanceNode) -> None:
     branch = tree.add(heading)
     branch.add(
         f"commit [green]{_short(node.commit_id)}[/green]  {escape(node.created_at)}  "
-        f"{escape(repr(node.message))} by {escape(node.committer or '?')}\n[link={node.commit_url}]"
-        f"{escape(node.commit_url)}[/link]"
+        f"{escape(repr(node.message))} by {escape(node.committer or '?')}\n{_link(node.commit_url)}"
     )
     pin = _pin_text(node)
     if pin:
@@ -405,7 +483,7 @@ def _add(tree: Tree, node: ProvenanceNode) -> None:
         )
         for url in (run.run_url, run.task_url):
             if url:
-                text += f"\n[link={url}]{escape(url)}[/link]"
+                text += f"\n{_link(url)}"
                 break
         if run.openlineage_run_id:
             text += f"\nOpenLineage run {escape(run.openlineage_run_id)}"
@@ -425,15 +503,33 @@ def _add(tree: Tree, node: ProvenanceNode) -> None:
         )
     if node.model_policy:
         branch.add(f"model policy [bold]{escape(node.model_policy)}[/bold]")
+    if node.datums:
+        counts = node.datums
+        branch.add(
+            f"datums ({escape(str(counts.get('mode', '?')))}): {counts.get('processed', '?')} processed, "
+            f"{counts.get('skipped', '?')} skipped, {counts.get('deleted', '?')} deleted of {counts.get('total', '?')}"
+            f" in {counts.get('tasks', '?')} task(s), published in {_short(str(counts.get('published_in', '')))}"
+        )
+    if node.computed_by:
+        by = node.computed_by
+        text = (
+            f"computed by  run {escape(str(by['run_id']))}  task {escape(str(by['task_id']))}  map index "
+            f"{escape(str(by['map_index']))}  try {escape(str(by['try_number']))}  "
+            f"commit {_short(str(by['commit_id']))}"
+        )
+        if by.get("task_url"):
+            text += f"\n[link={by['task_url']}]{escape(str(by['task_url']))}[/link]"
+        branch.add(text)
     for child in node.inputs:
         _add(branch, child)
 
 
 def render_tree(node: ProvenanceNode) -> Tree:
     """A ``rich`` tree of the provenance chain."""
+    from rich.markup import escape
     from rich.tree import Tree
 
-    tree = Tree(f"[bold]provenance of[/bold] {node.location}")
+    tree = Tree(f"[bold]provenance of[/bold] {escape(node.location)}")
     _add(tree, node)
     return tree
 

@@ -102,6 +102,18 @@ def repo(hook: LakeFSHook) -> Iterator[str]:
     hook.delete_repository(name, missing_ok=True)
 
 
+@pytest.fixture
+def repo_pair(hook: LakeFSHook) -> Iterator[tuple[str, str]]:
+    """Two fresh repositories (say, data and models), deleted afterwards."""
+    suffix = uuid.uuid4().hex[:10]
+    names = (f"a-{suffix}", f"b-{suffix}")
+    for name in names:
+        hook.create_repository(name, f"local://{name}")
+    yield names
+    for name in names:
+        hook.delete_repository(name, missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def airflow_metadata_db() -> str:
     """Migrate the session's own Airflow metadata DB (SQLite in the test AIRFLOW_HOME) for dag.test()."""

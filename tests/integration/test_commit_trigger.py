@@ -216,3 +216,38 @@ def test_watcher_fires_once_per_batch_and_never_again_for_old_commits(hook: Lake
     assert [f["commit_id"] for f in facts] == made
     assert all(f["source"] == "watcher" and f["repository"] == repo and f["branch"] == "main" for f in facts)
     assert facts[1]["previous_commit_id"] != made[0]  # the docs commit moved the watermark without firing
+
+
+def test_watcher_fires_on_a_branch_reset_and_the_event_says_so(hook: LakeFSHook, repo: str) -> None:
+    before = commit_file(hook, repo, "main", "data/1.csv", "1").id
+    trigger = LakeFSCommitEventTrigger(repository=repo, branch="main", prefixes=["data/"], poll_interval=POLL)
+
+    async def scenario() -> tuple[list[dict[str, Any]], str]:
+        received: list[dict[str, Any]] = []
+
+        async def collect() -> None:
+            async for event in trigger.run():
+                received.append(event.payload)
+
+        collector = asyncio.ensure_future(collect())
+        await asyncio.sleep(1.0)  # the watcher takes the current head as its starting point
+        bad = (await asyncio.to_thread(commit_file, hook, repo, "main", "data/2.csv", "bad data")).id
+        await asyncio.sleep(POLL * 6)
+        # The bad commit is taken back by a reset: no new commit, but the data changed.
+        await asyncio.to_thread(hook.client.experimental_api.hard_reset_branch, repo, "main", before)
+        await asyncio.sleep(POLL * 6)
+        # A reset that leaves data/ as it is fires nothing.
+        await asyncio.to_thread(commit_file, hook, repo, "main", "docs/x.md", "docs")
+        await asyncio.sleep(POLL * 6)
+        await asyncio.to_thread(hook.client.experimental_api.hard_reset_branch, repo, "main", before)
+        await asyncio.sleep(POLL * 6)
+        collector.cancel()
+        return received, bad
+
+    received, bad = asyncio.run(scenario())
+    facts = [payload["lakefs"] for payload in received]
+    assert [f["commits"] for f in facts[:2]] == [[bad], []]
+    assert facts[1]["reset"] is True
+    assert (facts[1]["previous_commit_id"], facts[1]["commit_id"]) == (bad, before)
+    assert "reset" not in facts[0]
+    assert len(facts) == 2, facts

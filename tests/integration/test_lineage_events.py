@@ -7,6 +7,7 @@ No Marquez needed: the transport keeps every event in the outbox, which is what 
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,8 @@ from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage import marquez
 from airflow_mlrepo.lineage.outbox import Outbox
 from tests.integration.conftest import LakeFSServer
-from tests.integration.dag_runs import DagRunResult, run_dag
+from tests.integration.dag_runs import DagRunResult, dags_test_command, remove_dag, run_dag, session_home
+from tests.openlineage_validation import validate_event
 
 IMAGE = "airflow-mlrepo/iris:0.1"
 
@@ -131,7 +133,7 @@ def test_train_predict_and_historical_predict_emit_exact_commits(
     assert (training_data["namespace"], training_data["name"]) == (f"lakefs://{repos['train']}", "main/data")
     assert training_data["facets"]["version"]["datasetVersion"] == train_commit.id
     assert training_data["facets"]["lakefs_commit"]["commitId"] == train_commit.id
-    assert training_data["facets"]["lakefs_commit"]["pinRule"] == "as_of"
+    assert training_data["inputFacets"]["mlrepo_pin"]["rule"] == "as_of"
     (model_out,) = train_complete["outputs"]
     assert (model_out["namespace"], model_out["name"]) == (f"lakefs://{repos['models']}", "main/model")
     assert model_out["facets"]["version"]["datasetVersion"] == model_commit.id
@@ -147,8 +149,11 @@ def test_train_predict_and_historical_predict_emit_exact_commits(
         model_commit.metadata["mlrepo.openlineage.parent_run_id"]
         == (train_complete["run"]["facets"]["parent"]["run"]["runId"])
     )
-    # the training data was pushed by a person: a registration run of that commit precedes the COMPLETE
-    registration, reading = _entry_of(outbox, train_run_id, "COMPLETE")
+    # the training data was pushed by a person: a registration run of that commit (its START and
+    # COMPLETE) precedes the COMPLETE
+    registration_start, registration, reading = _entry_of(outbox, train_run_id, "COMPLETE")
+    assert registration_start["eventType"] == "START"
+    assert registration_start["run"]["runId"] == registration["run"]["runId"]
     assert registration["run"]["runId"] == marquez.registration_run_id(
         f"lakefs://{repos['train']}", "main/data", train_commit.id
     )
@@ -161,8 +166,8 @@ def test_train_predict_and_historical_predict_emit_exact_commits(
     model_in = inputs[(f"lakefs://{repos['models']}", "main/model")]
     assert model_in["facets"]["version"]["datasetVersion"] == model_commit.id
     assert model_in["facets"]["datasetType"]["datasetType"] == "MODEL"
-    assert model_in["facets"]["lakefs_commit"]["producedBy"]["runId"] == train_run_id
-    assert model_in["facets"]["lakefs_commit"]["producedBy"]["jobName"] == f"{trained.dag_id}.train"
+    assert model_in["inputFacets"]["mlrepo_pin"]["producedBy"]["runId"] == train_run_id
+    assert model_in["inputFacets"]["mlrepo_pin"]["producedBy"]["jobName"] == f"{trained.dag_id}.train"
     data_in = inputs[(f"lakefs://{repos['input']}", "main/batches")]
     assert data_in["facets"]["version"]["datasetVersion"] == first_input.id
     (predictions_out,) = predict_complete["outputs"]
@@ -192,7 +197,66 @@ def test_train_predict_and_historical_predict_emit_exact_commits(
     # the older input commit is registered again right before the historical run's COMPLETE
     assert data_registration in {e["run"]["runId"] for e in entry[:-1]}
 
+    # ------------------------------------------------ every event follows the OpenLineage schemas
+    every = [event for entry in _entries(outbox) for event in entry]
+    assert {e["eventType"] for e in every} >= {"START", "COMPLETE"}
+    for event in every:  # the listener's task and DAG events, our registrations
+        validate_event(event)
+
     # ----------------------------------------------------------------------------- secrets
     everything = "\n".join(entry.read_text() for entry in outbox.pending())
     assert lakefs_server.secret_access_key not in everything
     assert lakefs_server.access_key_id not in everything
+
+
+_HELLO_DAG = """
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from airflow.sdk import DAG, task
+
+with DAG(dag_id={dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)):
+
+    @task
+    def hello() -> str:
+        return "hello"
+
+    hello()
+"""
+
+
+def test_a_rerun_of_the_same_dag_and_logical_date_gets_its_own_run_ids_and_a_dag_run_start(
+    outbox: Outbox, airflow_metadata_db: str
+) -> None:
+    """`airflow dags test` twice for one logical date (what the demo's "clear" does): two runs in
+    OpenLineage, each DAG run with its START and COMPLETE, each task run under its own DAG run."""
+    home = session_home()
+    dag_id = f"test_rerun_{uuid.uuid4().hex[:10]}"
+    (home.dags_folder / f"{dag_id}.py").write_text(_HELLO_DAG.format(dag_id=dag_id))
+    when = datetime(2026, 11, 30, 6, tzinfo=timezone.utc)
+    try:
+        for _ in range(2):
+            done = subprocess.run(
+                dags_test_command(dag_id, when), env=home.env(), capture_output=True, text=True, timeout=300
+            )
+            assert DagRunResult(dag_id, done.returncode, done.stdout + done.stderr).state == "success", done.stdout[
+                -3000:
+            ]
+    finally:
+        remove_dag(dag_id, home)
+    events = [e for e in _events(outbox) if e["job"]["name"] in (dag_id, f"{dag_id}.hello")]
+    dag_runs: dict[str, set[str]] = {}
+    task_runs: dict[str, set[str]] = {}
+    parents: dict[str, str] = {}
+    for event in events:
+        runs = dag_runs if event["job"]["name"] == dag_id else task_runs
+        runs.setdefault(event["run"]["runId"], set()).add(event["eventType"])
+        if event["job"]["name"] != dag_id:
+            parents[event["run"]["runId"]] = event["run"]["facets"]["parent"]["run"]["runId"]
+    assert len(task_runs) == 2, task_runs  # the re-run is not merged into the first run
+    assert len(dag_runs) == 2, dag_runs
+    assert all(states == {"START", "COMPLETE"} for states in (*dag_runs.values(), *task_runs.values())), events
+    assert set(parents.values()) == set(dag_runs)  # each task run under its own DAG run
+    for event in events:  # the DAG-run START we add follows the spec too
+        validate_event(event)

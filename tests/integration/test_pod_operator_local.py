@@ -3,10 +3,13 @@ against the real lakeFS."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,8 @@ from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX
 from tests.integration.commits import commit_file
 from tests.integration.conftest import LakeFSServer
 from tests.integration.dag_runs import COPY_JOB, run_dag
+
+MLREPO = str(Path(sys.executable).with_name("mlrepo"))
 
 
 @pytest.fixture
@@ -74,6 +79,17 @@ def test_train_commits_output_with_provenance(
     assert meta["::lakefs::Airflow::dag_id"] == result.dag_id
     assert meta["::lakefs::Airflow::url[url:ui]"].endswith("/tasks/train")
     assert meta["mlrepo.run_id"] == meta["::lakefs::Airflow::dag_run_id"]
+    # enums by value, as Airflow's REST API and UI show them (not "DagRunType.MANUAL")
+    assert meta["::lakefs::Airflow::run_type"] == "manual"
+    report = subprocess.run(
+        [MLREPO, "provenance", f"lakefs://{models}/{head.id}/model/training_data-0.txt", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["airflow"]["run_type"] == "manual"
     for value in meta.values():
         assert lakefs_server.secret_access_key not in value
         assert lakefs_server.access_key_id not in value

@@ -3,8 +3,9 @@
 Shapes follow ``../shared/marquez-api/openapi.yml`` and what a real Marquez 0.51.1 answered:
 ``/runlineage/upstream`` lists runs with inputs ``{namespace, name, version, producedByRunId}``; a
 run's ``inputDatasetVersions`` are ``{"datasetVersionId": {namespace, name, version}, "facets": {}}``;
-the ``version`` a run lists is a hash Marquez's ``…/versions/{version}`` route does not find (404,
-Marquez issue #1977), so the walk must match each dataset's version list on ``createdByRun``.
+the ``version`` a run lists is a name-based hash, while the version list's ``version`` is the row's
+uuid (and ``…/versions/{hash}`` answers 404, Marquez issue #1977), so the walk must match each
+dataset's version list on ``createdByRun.id``. Checked against a real Marquez 0.51.1.
 """
 
 from __future__ import annotations
@@ -52,16 +53,17 @@ def _run(run_id: str, state: str = "COMPLETED") -> dict[str, Any]:
 
 
 def _version(dataset: tuple[str, str], commit: str, created_by: str, hash_: str) -> dict[str, Any]:
+    """A version-list item: its ``version`` is the row's uuid, not the hash runs list (``hash_``)."""
     namespace, name = dataset
     repository = namespace.removeprefix("lakefs://")
     branch, _, path = name.partition("/")
     return {
-        "id": {"namespace": namespace, "name": name, "version": hash_},
+        "id": {"namespace": namespace, "name": name},
         "type": "DB_TABLE",
         "name": name,
         "physicalName": name,
         "createdAt": "2026-12-01T08:20:04.300Z",
-        "version": hash_,
+        "version": "24e4cd51-9049-4248-" + hash_[-17:],
         "namespace": namespace,
         "sourceName": "default",
         "fields": [],

@@ -6,7 +6,6 @@ the real-lakeFS and real-Airflow behaviour is in tests/integration/test_commit_s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -44,6 +43,7 @@ class FakeLakeFS:
                 message=f"commit {n}",
                 creation_date=int((T0 + timedelta(hours=n)).timestamp()),
                 metadata={"n": str(n)},
+                generation=n + 1,
             )
             for n in range(count)
         ]
@@ -75,12 +75,21 @@ class FakeLakeFS:
         return [c for c in self.commits if c.creation_date <= when.timestamp()][-1]
 
     def is_ancestor(self, repository: str, commit_id: str, branch: str) -> bool:
-        return commit_id in [c.id for c in self.commits]
+        ids = [c.id for c in self.commits]
+        return commit_id in ids and ids.index(commit_id) <= self._index(branch)
 
-    def log_commits(self, repository: str, ref: str, **kwargs: Any) -> Iterator[LakeFSCommit]:
-        """Newest first from ``ref``, as lakeFS's log (the sensor filters by paths/metadata itself)."""
+    def log_commits(self, repository: str, ref: str, *, stop_at: str | None = None, **kwargs: Any) -> Any:
         self._check()
-        yield from reversed(self.commits[: self._index(ref) + 1])
+        for commit in reversed(self.commits[: self._index(ref) + 1]):
+            yield commit
+            if commit.id == stop_at:
+                return
+
+    def commit_touches_paths(self, repository: str, commit_id: str, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def diff_refs(self, repository: str, left: str, right: str, **kwargs: Any) -> Any:
+        yield SimpleNamespace(path=kwargs.get("prefix") or "x")
 
     def commit(self, n: int) -> None:
         self.commits.append(FakeLakeFS(n + 1).commits[-1])
@@ -146,7 +155,7 @@ def test_baseline_falls_back_to_the_interval_start_then_run_after() -> None:
 
 def test_explicit_since_commit_wins() -> None:
     lakefs = FakeLakeFS(4)
-    context = _context(start=T0, end=T0 + timedelta(hours=9), prev_end_success=T0)
+    context = _context(start=T0, end=T0 + timedelta(hours=9), prev_end_success=T0, run_type="manual")
     result = _sensor(lakefs, since_commit=_id(2)).poke(context)  # type: ignore[arg-type]
     assert [c["id"] for c in result.xcom_value] == [_id(3)]  # type: ignore[union-attr]
     assert lakefs.as_of_calls == []
@@ -155,7 +164,7 @@ def test_explicit_since_commit_wins() -> None:
 def test_live_window_waits_then_sees_new_commits_with_the_baseline_kept_in_the_task_state() -> None:
     lakefs = FakeLakeFS(3)
     store = MemoryTaskState()
-    context = _context(start=T0 + timedelta(hours=5), end=T0 + timedelta(hours=6), store=store)
+    context = _context(start=T0 + timedelta(hours=5), end=T0 + timedelta(hours=6), store=store, run_type="manual")
     sensor = _sensor(lakefs)
     assert sensor.poke(context) is False  # type: ignore[arg-type]
     assert store.values[STATE_KEY]["baseline"] == _id(2)
@@ -204,12 +213,58 @@ def test_closed_empty_window_ends_at_once() -> None:
     context = _context(
         start=T0 + timedelta(hours=2, minutes=10), end=T0 + timedelta(hours=2, minutes=50), run_type="backfill"
     )
-    with pytest.raises(NoNewCommitsError, match="never seen by this run") as err:
+    with pytest.raises(NoNewCommitsError, match="belong to the next run's window") as err:
         _sensor(lakefs).poke(context)  # type: ignore[arg-type]
     assert "'data'" in str(err.value)
     assert "'main'" in str(err.value)
     with pytest.raises(AirflowSkipException):
         _sensor(lakefs, soft_fail=True).poke(context)  # type: ignore[arg-type]
+
+
+def test_scheduled_runs_see_disjoint_windows_up_to_their_interval_ends() -> None:
+    lakefs = FakeLakeFS(8)
+    first = _context(start=T0, end=T0 + timedelta(hours=3, minutes=30), prev_end_success=T0 + timedelta(minutes=30))
+    second = _context(
+        start=T0 + timedelta(hours=3, minutes=30),
+        end=T0 + timedelta(hours=7),
+        prev_end_success=T0 + timedelta(hours=3, minutes=30),
+    )
+    seen_first = [c["id"] for c in _sensor(lakefs).poke(first).xcom_value]  # type: ignore[arg-type, union-attr]
+    seen_second = [c["id"] for c in _sensor(lakefs).poke(second).xcom_value]  # type: ignore[arg-type, union-attr]
+    assert seen_first == [_id(n) for n in (1, 2, 3)]
+    assert seen_second == [_id(n) for n in (4, 5, 6, 7)]
+
+
+def test_a_scheduled_run_before_its_interval_end_waits_for_it() -> None:
+    lakefs = FakeLakeFS(3)
+    soon = datetime.now(timezone.utc) + timedelta(hours=1)
+    assert _sensor(lakefs).poke(_context(start=T0, end=soon)) is False  # type: ignore[arg-type]
+
+
+def test_a_live_window_moves_its_start_forward_as_it_waits() -> None:
+    lakefs = FakeLakeFS(3)
+    store = MemoryTaskState()
+    context = _context(start=T0 + timedelta(hours=5), end=T0 + timedelta(hours=6), store=store, run_type="manual")
+    sensor = _sensor(lakefs, metadata={"n": "9"})
+    assert sensor.poke(context) is False  # type: ignore[arg-type]
+    for n in range(3, 9):
+        lakefs.commit(n)
+    assert _sensor(lakefs, metadata={"n": "9"}).poke(context) is False  # type: ignore[arg-type]
+    assert store.values[STATE_KEY]["scanned"] == _id(8)  # the next check starts after commit 8
+    walked: list[str] = []
+    original = lakefs.log_commits
+
+    def counting_log(repository: str, ref: str, **kwargs: Any) -> Any:
+        for commit in original(repository, ref, **kwargs):
+            walked.append(commit.id)
+            yield commit
+
+    lakefs.log_commits = counting_log  # type: ignore[method-assign]
+    lakefs.commit(9)
+    result = _sensor(lakefs, metadata={"n": "9"}).poke(context)  # type: ignore[arg-type]
+    assert [c["id"] for c in result.xcom_value] == [_id(9)]  # type: ignore[union-attr]
+    assert walked == [_id(9), _id(8)]  # not the whole wait since commit 2
+    assert store.values[STATE_KEY]["baseline"] == _id(2)
 
 
 def test_unreachable_lakefs_is_not_yet_in_poke_mode() -> None:
@@ -221,7 +276,9 @@ def test_unreachable_lakefs_is_not_yet_in_poke_mode() -> None:
 def test_deferrable_mode_defers_with_the_resolved_baseline() -> None:
     lakefs = FakeLakeFS(3)
     sensor = _sensor(lakefs, deferrable=True, prefixes=["data/"], metadata={"k": "v"}, poke_interval=7, timeout=60)
-    context = _context(start=T0 + timedelta(hours=5), end=T0 + timedelta(hours=6), store=MemoryTaskState())
+    context = _context(
+        start=T0 + timedelta(hours=5), end=T0 + timedelta(hours=6), store=MemoryTaskState(), run_type="manual"
+    )
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context)  # type: ignore[arg-type]
     trigger = deferred.value.trigger

@@ -205,6 +205,9 @@ class ScriptedPoller:
             raise CommitNotAncestorError(f"{baseline} is not in the history of {head}")
         return self.history[(baseline, head)]
 
+    async def reset_changed_paths(self, before: str, head: str) -> bool:
+        return True
+
 
 def _drive_watcher(
     monkeypatch: pytest.MonkeyPatch,
@@ -263,13 +266,15 @@ def test_watcher_records_the_watermark_only_once_the_event_has_settled(monkeypat
     assert store.values[trigger.watermark_key]["commit_id"] == "H1"
 
 
-def test_watcher_carries_on_from_a_reset_branch_without_firing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watcher_fires_on_a_reset_branch_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     store = MemoryAccessor()
     c = _commit("c")
     poller = ScriptedPoller(["H1", "R1", "R2"], {("R1", "R2"): [c]})  # H1 is not in R1's history
     events, trigger = _drive_watcher(monkeypatch, poller, store, 0.3)
-    assert [e["commits"] for e in events] == [[c.id]]
-    assert [e["previous_commit_id"] for e in events] == ["R1"]
+    assert [e["commits"] for e in events] == [[], [c.id]]
+    assert [e["previous_commit_id"] for e in events] == ["H1", "R1"]
+    assert [e["commit_id"] for e in events] == ["R1", "R2"]
+    assert [e.get("reset", False) for e in events] == [True, False]
     assert store.values[trigger.watermark_key]["commit_id"] == "R2"
 
 

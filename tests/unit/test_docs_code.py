@@ -17,6 +17,7 @@ EMBEDS = [
     ("docs/how-to/retrain-and-predict-on-commits.md", "dags/iris_inference.py"),
     ("docs/how-to/backfill-and-backtest.md", "dags/iris_backtest.py"),
     ("docs/how-to/revert.md", "dags/iris_revert.py"),
+    ("docs/concepts/datums.md", "dags/iris_batch_scoring.py"),
 ]
 
 

@@ -86,3 +86,22 @@ def test_repository_names_come_from_the_environment(monkeypatch: pytest.MonkeyPa
     predict = dag.get_task("predict")
     assert predict.model == "lakefs://acme-models/prod/model/"  # type: ignore[attr-defined]
     assert predict.output_location == "lakefs://acme-predictions/prod/predictions/"  # type: ignore[attr-defined]
+
+
+def test_batch_scoring_is_a_datum_pipeline_fanned_out_over_mapped_tasks(bag: DagBag) -> None:
+    from airflow_mlrepo.operators.datums import (
+        LakeFSDatumBatchOperator,
+        LakeFSDatumCommitOperator,
+        LakeFSDatumPlanOperator,
+    )
+
+    dag = bag.dags["iris_batch_scoring"]
+    assert [t.task_id for t in dag.topological_sort()] == ["score.plan", "score.process", "score.commit"]
+    plan, process, commit = (dag.get_task(f"score.{name}") for name in ("plan", "process", "commit"))
+    assert isinstance(plan, LakeFSDatumPlanOperator)
+    assert plan.spec.describe() == {"inputs": [{"name": "input_data", "glob": "/*"}], "cross": ["model"]}
+    assert plan.input_locations == {"input_data": "lakefs://iris-input/main/records/"}
+    assert process.operator_class is LakeFSDatumBatchOperator  # type: ignore[attr-defined]
+    assert process.max_active_tis_per_dagrun == 4
+    assert isinstance(commit, LakeFSDatumCommitOperator)
+    assert commit.trigger_rule == "all_done"

@@ -88,19 +88,22 @@ def test_lakefs_commit_facet_is_a_v2_dataset_facet_valid_against_the_shipped_sch
         branch="main",
         commitId=MODEL_COMMIT,
         path="model",
-        ref="main",
         uri=f"lakefs://iris-models/{MODEL_COMMIT}/model",
-        pinRule="as_of",
-        asOf="2026-11-01T00:00:00+00:00",
-        commitTime="2026-11-01T00:00:05+00:00",
-        producedBy=producer,
     )
     assert isinstance(facet, DatasetFacet)
     document = _validate("LakeFSCommitDatasetFacet", facets.LAKEFS_COMMIT_FACET, facet)
     assert document["_schemaURL"] == facets.schema_url("LakeFSCommitDatasetFacet")
-    assert document["_schemaURL"].startswith("https://raw.githubusercontent.com/airflow-mlrepo/airflow-mlrepo/v")
-    assert "/main/" not in document["_schemaURL"].split("airflow-mlrepo/airflow-mlrepo/")[1].split("/")[0]
-    assert document["producedBy"] == {
+    assert document["_producer"] == facets.PRODUCER
+    pin = facets.MlrepoPinInputDatasetFacet(
+        rule="as_of",
+        ref="main",
+        asOf="2026-11-01T00:00:00+00:00",
+        commitTime="2026-11-01T00:00:05+00:00",
+        producedBy=producer,
+    )
+    pin_document = _validate("MlrepoPinInputDatasetFacet", facets.PIN_FACET, pin)
+    assert pin_document["_producer"] == facets.PRODUCER
+    assert pin_document["producedBy"] == {
         "runId": TRAINING_RUN.run_id,
         "jobNamespace": "airflow-prod",
         "jobName": "iris_daily.train",
@@ -125,6 +128,10 @@ def test_run_facets_are_v2_run_facets_valid_against_their_schemas() -> None:
     assert isinstance(container, RunFacet)
     _validate("MlrepoModelChoiceRunFacet", facets.MODEL_CHOICE_FACET, choice)
     _validate("MlrepoContainerRunFacet", facets.CONTAINER_FACET, container)
+    counts = facets.MlrepoDatumsRunFacet(
+        mode="incremental", processed=1, skipped=100, deleted=0, total=101, tasks=1, reason="diff"
+    )
+    _validate("MlrepoDatumsRunFacet", facets.DATUMS_FACET, counts)
 
 
 def test_schemas_ship_in_the_wheel(tmp_path: Path) -> None:
@@ -143,7 +150,7 @@ def test_schemas_ship_in_the_wheel(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for facet_class in ("LakeFSCommitDatasetFacet", "MlrepoModelChoiceRunFacet", "MlrepoContainerRunFacet"):
+    for facet_class in facets.FACET_CLASSES:
         assert f"airflow_mlrepo/lineage/schemas/{facets.FACET_SCHEMA_VERSION}/{facet_class}.json" in names
 
 
@@ -248,9 +255,10 @@ def test_training_complete_reports_pinned_inputs_and_the_model_commit(monkeypatc
     assert commit["commitId"] == TRAIN_COMMIT
     assert commit["repository"] == "iris-train"
     assert commit["branch"] == "main"
-    assert commit["pinRule"] == "as_of"
-    assert commit["commitTime"] == datetime.fromtimestamp(COMMIT_TIME, tz=timezone.utc).isoformat()
-    assert "producedBy" not in commit
+    pin = training_data["inputFacets"]["mlrepo_pin"]
+    assert pin["rule"] == "as_of"
+    assert pin["commitTime"] == datetime.fromtimestamp(COMMIT_TIME, tz=timezone.utc).isoformat()
+    assert "producedBy" not in pin
     assert "datasetType" not in training_data["facets"]
     (model,) = event["outputs"]
     assert (model["namespace"], model["name"]) == ("lakefs://iris-models", "main/model")
@@ -284,8 +292,8 @@ def test_inference_reports_model_choice_and_the_training_run_behind_the_model(
     assert model["namespace"] == "lakefs://iris-models"
     assert model["facets"]["datasetType"]["datasetType"] == "MODEL"
     assert model["facets"]["version"]["datasetVersion"] == MODEL_COMMIT
-    assert model["facets"]["lakefs_commit"]["producedBy"]["runId"] == TRAINING_RUN.run_id
-    assert model["facets"]["lakefs_commit"]["producedBy"]["jobName"] == "iris_daily.train"
+    assert model["inputFacets"]["mlrepo_pin"]["producedBy"]["runId"] == TRAINING_RUN.run_id
+    assert model["inputFacets"]["mlrepo_pin"]["producedBy"]["jobName"] == "iris_daily.train"
     assert inputs["main/batches"]["facets"]["version"]["datasetVersion"] == INPUT_COMMIT
     choice = event["run"]["facets"]["mlrepo_modelChoice"]
     assert (choice["policy"], choice["requested"], choice["commitId"]) == (policy, model_version, MODEL_COMMIT)
@@ -341,4 +349,40 @@ def test_sensor_reports_what_it_watched_at_the_detected_head() -> None:
         ("lakefs://iris-train", "main/labels"),
     ]
     assert {d["facets"]["version"]["datasetVersion"] for d in event["inputs"]} == {TRAIN_COMMIT}
-    assert event["inputs"][0]["facets"]["lakefs_commit"]["pinRule"] == "detected"
+    assert event["inputs"][0]["inputFacets"]["mlrepo_pin"]["rule"] == "detected"
+
+
+def _provider_lineage(op: LakeFSPodOperator, state: Any) -> OperatorLineage[Any, Any]:
+    """What the openlineage provider's listener reports for ``op`` (its extractor manager, outlet fallback included)."""
+    from airflow.providers.openlineage.extractors.manager import ExtractorManager
+
+    ti = SimpleNamespace(task=op, dag_id="iris_daily", task_id=op.task_id, try_number=1, map_index=-1)
+    dagrun = SimpleNamespace(run_id="manual__2026-11-01T00:00:00+00:00")
+    return ExtractorManager().extract_metadata(dagrun=dagrun, task=op, task_instance_state=state, task_instance=ti)
+
+
+def test_start_and_an_early_failure_report_no_outlet_as_output_but_complete_reports_the_commit() -> None:
+    from airflow.utils.state import TaskInstanceState
+
+    model = Asset(uri="lakefs://iris-models/main/model/")
+    op = LakeFSTrainingOperator(
+        task_id="train",
+        inputs={"training_data": "lakefs://iris-train/main/data/"},
+        output_location="lakefs://iris-models/main/model/",
+        image="ghcr.io/airflow-mlrepo/iris:0.1.0",
+        cmds=["python", "-m", "mlrepo_iris.train"],
+        runner="local",
+        outlets=[model],
+    )
+    started = _provider_lineage(op, TaskInstanceState.RUNNING)
+    assert started.outputs == []  # the provider would add the outlet as an output with no facets
+    assert started.inputs == []
+    failed = _provider_lineage(op, TaskInstanceState.FAILED)  # failed before pinning: nothing read, nothing written
+    assert failed.outputs == []
+    op.pinned_inputs = {"training_data": _pin("training_data", "lakefs://iris-train/main/data/", TRAIN_COMMIT, "as_of")}
+    op.output_commit_id = MODEL_COMMIT
+    completed = _provider_lineage(op, TaskInstanceState.SUCCESS)
+    (output,) = completed.outputs
+    assert output.facets["version"].datasetVersion == MODEL_COMMIT  # type: ignore[attr-defined]
+    # once the attempt is over, the Asset converts again (DAG-level lineage, other tasks)
+    assert convert_asset_to_openlineage(model, None).name == "main/model"

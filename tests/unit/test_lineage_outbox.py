@@ -1,19 +1,17 @@
 """The durable outbox transport against a local HTTP receiver that goes down and comes back.
 
-The receiver is a stand-in for Marquez's ``POST /api/v1/lineage`` (a fake boundary, fine in unit
-tests); the real-Marquez outage test is ``tests/integration/test_lineage_marquez.py``.
+The receiver (:mod:`tests.lineage_receiver`) is a stand-in for Marquez's ``POST /api/v1/lineage`` (a
+fake boundary, fine in unit tests); the real-Marquez outage test is ``tests/integration/test_lineage_marquez.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,60 +25,10 @@ from airflow_mlrepo.lineage import marquez, naming
 from airflow_mlrepo.lineage.facets import LakeFSProducerRun
 from airflow_mlrepo.lineage.outbox import HttpSender, Outbox, OutboxTransport, deliver
 from airflow_mlrepo.locations import LakeFSLocation
+from tests.lineage_receiver import Receiver
 
 COMMIT_A = "a" * 64
 COMMIT_B = "b" * 64
-
-
-class Receiver:
-    """A lineage endpoint on a fixed port that can be stopped and started again."""
-
-    def __init__(self, status: int = 201) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.status = status
-        self.received: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path != "/api/v1/lineage":
-                    self.send_response(404)
-                elif receiver.status < 300:
-                    with receiver.lock:
-                        receiver.received.append(json.loads(body))
-                    self.send_response(receiver.status)
-                else:
-                    self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def run_ids(self) -> list[str]:
-        with self.lock:
-            return [event["run"]["runId"] for event in self.received]
 
 
 @pytest.fixture
@@ -238,8 +186,8 @@ def test_registrations_precede_the_reading_event_in_one_entry(tmp_path: Path) ->
     transport = _transport(tmp_path)
     entry = transport.emit(_event(1, [model, data]))
     lines = [json.loads(line) for line in entry.read_text().splitlines()]
-    assert len(lines) == 3
-    model_registration, data_registration, reading = lines
+    assert len(lines) == 4
+    model_registration, data_start, data_registration, reading = lines
     # the model is re-registered as an output of the training run that wrote it
     assert model_registration["run"]["runId"] == producer.runId
     assert model_registration["job"] == {"namespace": "airflow", "name": "dag.train", "facets": {}}
@@ -250,15 +198,37 @@ def test_registrations_precede_the_reading_event_in_one_entry(tmp_path: Path) ->
     assert (registered["namespace"], registered["name"]) == ("lakefs://iris-models", "main/model")
     assert registered["facets"]["version"]["datasetVersion"] == COMMIT_A
     assert registered["facets"]["datasetType"]["datasetType"] == "MODEL"
-    assert "pinRule" not in registered["facets"]["lakefs_commit"]
-    # user data: a registration run whose id is fixed by dataset and commit
+    # exactly the facets the writer's output had: nothing of the reader's choice on the version
+    assert registered["facets"] == {key: model.facets[key] for key in ("version", "lakefs_commit", "datasetType")} | {
+        key: registered["facets"][key] for key in registered["facets"]
+    }
+    assert set(registered["facets"]) == {"version", "lakefs_commit", "datasetType"}
+    assert set(registered["facets"]["lakefs_commit"]) == {
+        "_producer", "_schemaURL", "repository", "branch", "commitId", "path", "uri"
+    }  # fmt: skip
+    assert model_registration["producer"] == registered["facets"]["lakefs_commit"]["_producer"]
+    assert model_registration["run"]["facets"]["parent"]["_producer"] == model_registration["producer"]
+    # user data: a registration run whose id is fixed by dataset and commit, with its START and COMPLETE
+    assert data_start["eventType"] == "START"
+    assert data_start["run"]["runId"] == data_registration["run"]["runId"]
+    assert data_start["eventTime"] == data_registration["eventTime"]
     assert data_registration["run"]["runId"] == marquez.registration_run_id(
         "lakefs://iris-input", "main/batches", COMMIT_B
     )
     assert data_registration["job"]["namespace"] == "lakefs://iris-input"
     assert data_registration["job"]["name"] == "lakefs_commit/main/batches"
     assert reading["run"]["runId"] == str(uuid.UUID(int=2))
-    assert reading["inputs"][0]["facets"]["lakefs_commit"]["pinRule"] == "latest"
+    assert reading["inputs"][0]["inputFacets"]["mlrepo_pin"]["rule"] == "latest"
+
+
+def test_a_registration_keeps_the_end_time_marquez_has_for_the_writing_run() -> None:
+    registration = {"eventType": "COMPLETE", "eventTime": "2026-09-21T14:13:20+00:00", "run": {"runId": "r"}}
+    registration["job"] = {"namespace": "airflow", "name": "dag.train"}
+    ended = "2026-09-21T14:13:27.123456Z"
+    assert marquez.keep_run_times(registration, {"r": ended}.get)["eventTime"] == ended
+    assert marquez.keep_run_times(registration, {}.get)["eventTime"] == "2026-09-21T14:13:20+00:00"
+    commit_registration = {**registration, "job": {"namespace": "lakefs://x", "name": "lakefs_commit/main/data"}}
+    assert marquez.keep_run_times(commit_registration, {"r": ended}.get)["eventTime"] == "2026-09-21T14:13:20+00:00"
 
 
 def test_registration_ids_are_stable_per_commit_and_differ_between_commits() -> None:

@@ -99,3 +99,92 @@ def test_a_commit_outside_the_branch_history_is_refused_naming_repo_and_branch()
     with pytest.raises(CommitNotAncestorError, match="branch 'main' of repository 'train'"):
         run(operator, hook)
     assert hook.reverts == []
+
+
+def test_a_model_revert_reports_the_restored_model_and_its_revert_commit_and_records_its_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The chain a prediction after a revert follows: revert commit -> revert run -> the restored
+    model commit -> the training run that wrote it."""
+    from airflow.sdk import Asset
+
+    from airflow_mlrepo.lineage.ids import TaskLineageIds
+    from airflow_mlrepo.operators import revert as revert_module
+    from tests.openlineage_validation import validate_event
+
+    trained = TaskLineageIds(
+        "airflow",
+        "iris_training.train",
+        "01935b8e-0000-7000-8000-000000000001",
+        "01935b8e-0000-7000-8000-000000000002",
+        "iris_training",
+    )
+    revert_run = TaskLineageIds(
+        "airflow",
+        "iris_revert.revert_model",
+        "01935b8e-0000-7000-8000-0000000000f1",
+        "01935b8e-0000-7000-8000-0000000000f2",
+        "iris_revert",
+    )
+    monkeypatch.setattr(revert_module, "task_lineage_ids", lambda _ti: revert_run)
+    previous = "a" * 64
+    bad = "b" * 64
+    head = commit(bad, parents=(previous, "c" * 64))
+    restored = commit(previous, **{"mlrepo.output_kind": "model", **trained.commit_metadata()})
+    hook = FakeHook(commits={"main": head, bad: head, previous: restored}, log=[head], ancestors={bad})
+    hook.revert = lambda repository, branch, ref, **kwargs: (  # type: ignore[method-assign]
+        hook.reverts.append({"ref": ref, **kwargs}) or commit("d" * 64, parents=(bad,), **kwargs["metadata"])
+    )
+    operator = LakeFSRevertOperator(
+        task_id="revert_model",
+        repository="iris-models",
+        branch="main",
+        outlets=[Asset("lakefs://iris-models/main/model")],
+    )
+    run(operator, hook)
+    (call,) = hook.reverts
+    assert call["metadata"]["mlrepo.openlineage_run_id"] == revert_run.run_id  # readers find this run
+    assert operator.get_openlineage_facets_on_start().outputs == []
+    lineage = operator.get_openlineage_facets_on_complete(None)
+    (restored_input,) = lineage.inputs
+    (output,) = lineage.outputs
+    assert (output.namespace, output.name) == ("lakefs://iris-models", "main/model")
+    assert output.facets["version"].datasetVersion == "d" * 64  # type: ignore[attr-defined]
+    assert output.facets["datasetType"].datasetType == "MODEL"  # type: ignore[attr-defined]
+    assert restored_input.facets["version"].datasetVersion == previous  # type: ignore[attr-defined]
+    assert restored_input.inputFacets["mlrepo_pin"].producedBy.runId == trained.run_id  # type: ignore[attr-defined,union-attr]
+    from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+    from openlineage.client.serde import Serde
+
+    from airflow_mlrepo.lineage.facets import PRODUCER
+    from airflow_mlrepo.lineage.marquez import registration_events
+
+    event = Serde.to_dict(
+        RunEvent(
+            eventType=RunState.COMPLETE,
+            eventTime="2026-11-01T00:10:00+00:00",
+            run=Run(runId=revert_run.run_id),
+            job=Job(namespace="airflow", name=revert_run.job_name),
+            inputs=lineage.inputs,
+            outputs=lineage.outputs,
+            producer=PRODUCER,
+        )
+    )
+    validate_event(event)
+    (registration,) = registration_events(event)  # Marquez links the restored model to its training run
+    assert registration["run"]["runId"] == trained.run_id
+
+
+def test_a_training_data_revert_reports_its_datasets() -> None:
+    previous, bad = "a" * 64, "b" * 64
+    head = commit(bad, parents=(previous,))
+    hook = FakeHook(
+        commits={"main": head, bad: head, previous: commit(previous, parents=())}, log=[head], ancestors={bad}
+    )
+    operator = LakeFSRevertOperator(
+        task_id="revert_training_data", repository="iris-train", branch="main", paths=["data/"]
+    )
+    run(operator, hook)
+    lineage = operator.get_openlineage_facets_on_complete(None)
+    assert [(d.name, d.facets["version"].datasetVersion) for d in lineage.inputs] == [("main/data", previous)]  # type: ignore[attr-defined]
+    assert [(d.name, d.facets["version"].datasetVersion) for d in lineage.outputs] == [("main/data", "new-head")]  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ OUTPUT_BRANCH = "MLREPO_OUTPUT_BRANCH"
 OUTPUT_PATH = "MLREPO_OUTPUT_PATH"
 PARAMS = "MLREPO_PARAMS"
 RUN = "MLREPO_RUN"
+DATUMS = "MLREPO_DATUMS"
 LAKEFS_ENDPOINT = "LAKEFS_ENDPOINT"
 LAKEFS_ACCESS_KEY_ID = "LAKEFS_ACCESS_KEY_ID"
 LAKEFS_SECRET_ACCESS_KEY = "LAKEFS_SECRET_ACCESS_KEY"
@@ -215,6 +216,45 @@ def read_contract(
         model=model_location,
         run=run,
     )
+
+
+@dataclass(frozen=True)
+class Datum:
+    """One datum of a datum pipeline's task: its files per cut input, and where its outputs go.
+
+    ``files`` are object paths in the input's repository at the input's pinned commit
+    (``MLREPO_INPUT_<NAME>``); the container writes this datum's outputs under ``output`` only.
+    """
+
+    id: str
+    files: Mapping[str, Sequence[str]]
+    output: LakeFSLocation
+
+
+def read_datums(environ: Mapping[str, str]) -> list[Datum]:
+    """The datums of this task (``MLREPO_DATUMS``), in order. Raises :class:`ContractError` if malformed."""
+    raw = environ.get(DATUMS, "").strip()
+    if not raw:
+        raise ContractError(f"{DATUMS} is not set: this container is not running as a task of a datum pipeline")
+    try:
+        listed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ContractError(f"{DATUMS} is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(listed, list):
+        raise ContractError(f"{DATUMS} must be a JSON list of datums, got {type(listed).__name__}")
+    datums = []
+    for index, item in enumerate(listed):
+        where = f"{DATUMS}[{index}]"
+        if (
+            not isinstance(item, Mapping)
+            or not isinstance(item.get("id"), str)
+            or not isinstance(item.get("files"), Mapping)
+        ):
+            raise ContractError(f"{where} must be an object with 'id', 'files' and 'output', got {item!r:.200}")
+        output = LakeFSLocation.parse(str(item.get("output", "")), variable=f"{where}['output']")
+        files = {str(name): [str(p) for p in paths] for name, paths in item["files"].items()}
+        datums.append(Datum(id=item["id"], files=files, output=output))
+    return datums
 
 
 def read_output(environ: Mapping[str, str]) -> LakeFSLocation:

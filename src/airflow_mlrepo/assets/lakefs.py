@@ -61,10 +61,15 @@ def convert_asset_to_openlineage(asset: Asset, lineage_context: Any) -> Any:
 
     Same identity as the operators' lineage (:mod:`airflow_mlrepo.lineage.naming`): namespace
     ``lakefs://<repository>``, name ``<branch>/<path>``. An asset on a bare commit id has no branch to
-    name it by and is not converted (``ValueError``; the openlineage provider then skips it).
+    name it by and is not converted (``ValueError``; the openlineage provider then skips it). Neither is
+    the outlet of a training or inference task attempt that has not produced it (its START, or its FAIL:
+    :func:`airflow_mlrepo.lineage.operator_lineage.outlet_not_produced`): None, which the provider skips.
     """
     from airflow_mlrepo.lineage.naming import plain_dataset
+    from airflow_mlrepo.lineage.operator_lineage import outlet_not_produced
 
+    if outlet_not_produced(asset.uri):
+        return None
     return plain_dataset(parse_asset_uri(asset.uri))
 
 

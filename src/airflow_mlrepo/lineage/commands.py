@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlrepo.lineage.outbox import HttpSender, Outbox, default_outbox_dir, deliver, redact_url
+from airflow_mlrepo.lineage.outbox import QUARANTINE, HttpSender, Outbox, default_outbox_dir, deliver, redact_url
 
 if TYPE_CHECKING:
     import argparse
@@ -67,6 +67,7 @@ def lineage_status(args: argparse.Namespace) -> int:
     if status["oldest_pending_age_seconds"] is not None:
         print(f"oldest pending:    {status['oldest_pending_age_seconds']:.1f} s ago")
     print(f"rejected entries:  {status['rejected_entries']}")
+    print(f"quarantined:       {status['quarantined_entries']} entries (unreadable; see {QUARANTINE}/*.reason)")
     print(f"deliverer:         {'running' if status['deliverer_running'] else 'not running'}")
     if state.get("last_success_at"):
         print(f"last delivery:     {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(state['last_success_at']))}")
@@ -101,14 +102,15 @@ def lineage_replay(args: argparse.Namespace) -> int:
         report = deliver(outbox, send, idle_exit=0.0, give_up_after=args.give_up_after, max_backoff=5.0)
     print(
         f"delivered {report.delivered_events} events ({report.delivered_entries} entries); "
-        f"rejected {report.rejected_entries} entries; {report.remaining_entries} entries left"
+        f"rejected {report.rejected_entries} entries; quarantined {report.quarantined_entries} unreadable "
+        f"entries; {report.remaining_entries} entries left"
     )
     for error in report.errors:
-        print(f"  rejected: {error}", file=sys.stderr)
+        print(f"  set aside: {error}", file=sys.stderr)
     if report.remaining_entries:
         print(f"mlrepo lineage replay: error: endpoint still failing: {report.last_error}", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK if not report.rejected_entries else EXIT_FAILED
+    return EXIT_OK if not (report.rejected_entries or report.quarantined_entries) else EXIT_FAILED
 
 
 def add_lineage_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -5,14 +5,26 @@ Named by the OpenLineage custom-facet rules (``{Prefix}{Name}{Entity}Facet``, ke
 =================================  ======================  =========================================
 class                              key                     where
 =================================  ======================  =========================================
-``LakeFSCommitDatasetFacet``       ``lakefs_commit``       every lakeFS input and output dataset
+``LakeFSCommitDatasetFacet``       ``lakefs_commit``       every lakeFS input and output dataset: the
+                                                           commit itself, the same for its writer and
+                                                           every reader
+``MlrepoPinInputDatasetFacet``     ``mlrepo_pin``          input facet of every lakeFS input: how this
+                                                           run chose the commit, who wrote it
 ``MlrepoModelChoiceRunFacet``      ``mlrepo_modelChoice``  inference runs (policy + resolved commit)
 ``MlrepoContainerRunFacet``        ``mlrepo_container``    training and inference runs (image)
+``MlrepoDatumsRunFacet``           ``mlrepo_datums``       datum pipelines (processed, skipped, ...)
 =================================  ======================  =========================================
 
+What one reader chose (``mlrepo_pin``) is an *input* facet: Marquez keeps it with that run's input,
+while dataset facets are stored on the dataset version, where a reader's choice would overwrite the
+writer's facets.
+
 Each facet's JSON schema ships inside the package (``airflow_mlrepo/lineage/schemas/<version>/``,
-see :func:`schema_path`) and its ``_schemaURL`` is the immutable URL of that file at the release tag
-that introduced the schema version (``SCHEMA_URL_BASE``): a tag, never a branch, as the spec asks.
+see :func:`schema_path`) and its ``_schemaURL`` is the immutable URL of that very file in the
+project's repository at the commit that introduced it (:data:`SCHEMA_COMMIT`; the spec asks for a
+tag or a sha, never a branch); ``tests/unit/test_lineage_schemas.py`` checks that the file at that
+commit is byte for byte the one shipped. Every facet our code builds, standard or ours, carries our
+:data:`PRODUCER`.
 """
 
 from __future__ import annotations
@@ -23,20 +35,32 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attr
-from openlineage.client.facet_v2 import DatasetFacet, RunFacet
+from openlineage.client.facet_v2 import DatasetFacet, InputDatasetFacet, RunFacet
 
-#: Version of our facet schemas (OpenLineage style, dashes) and the release tag that introduced it.
-FACET_SCHEMA_VERSION = "1-0-0"
-SCHEMA_RELEASE_TAG = "v0.1.0"
+#: ``producer`` of our events and ``_producer`` of every facet our code builds.
+PRODUCER = "https://github.com/airflow-mlrepo/airflow-mlrepo"
+#: Version of our facet schemas (OpenLineage style, dashes) and the commit that introduced it.
+FACET_SCHEMA_VERSION = "1-1-0"
+SCHEMA_COMMIT = "6581d386d6c5a2d70b668d5167d489172dc9573c"
+SCHEMA_REPOSITORY_PATH = f"src/airflow_mlrepo/lineage/schemas/{FACET_SCHEMA_VERSION}"
 SCHEMA_URL_BASE = (
-    f"https://raw.githubusercontent.com/airflow-mlrepo/airflow-mlrepo/{SCHEMA_RELEASE_TAG}/"
-    f"airflow_mlrepo/lineage/schemas/{FACET_SCHEMA_VERSION}"
+    f"https://raw.githubusercontent.com/airflow-mlrepo/airflow-mlrepo/{SCHEMA_COMMIT}/{SCHEMA_REPOSITORY_PATH}"
 )
 SCHEMA_DIR = Path(__file__).with_name("schemas") / FACET_SCHEMA_VERSION
 
 LAKEFS_COMMIT_FACET = "lakefs_commit"
+PIN_FACET = "mlrepo_pin"
+#: Our facet classes, each with its schema ``<class>.json`` in :data:`SCHEMA_DIR`.
+FACET_CLASSES = (
+    "LakeFSCommitDatasetFacet",
+    "MlrepoPinInputDatasetFacet",
+    "MlrepoModelChoiceRunFacet",
+    "MlrepoContainerRunFacet",
+    "MlrepoDatumsRunFacet",
+)
 MODEL_CHOICE_FACET = "mlrepo_modelChoice"
 CONTAINER_FACET = "mlrepo_container"
+DATUMS_FACET = "mlrepo_datums"
 
 
 def schema_url(facet_class: str) -> str:
@@ -65,22 +89,28 @@ class LakeFSProducerRun:
     parentJobName: str | None = attr.field(default=None)
 
 
+class _OurFacet:
+    """Mixin: ``_producer`` is airflow-mlrepo's unless given (the client would use the Airflow provider's)."""
+
+    _producer: str
+
+    def __attrs_post_init__(self) -> None:
+        if not self._producer:
+            self._producer = PRODUCER
+        super().__attrs_post_init__()  # type: ignore[misc]
+
+
 @attr.define
-class LakeFSCommitDatasetFacet(DatasetFacet):
-    """The exact lakeFS commit of a dataset: repository, branch (as in the dataset name), declared ref, commit."""
+class LakeFSCommitDatasetFacet(_OurFacet, DatasetFacet):
+    """The exact lakeFS commit of a dataset version: repository, branch (as in the dataset name), commit, path."""
 
     repository: str
     branch: str
     commitId: str
     path: str
-    ref: str | None = attr.field(default=None)
     uri: str | None = attr.field(default=None)
-    pinRule: str | None = attr.field(default=None)
-    asOf: str | None = attr.field(default=None)
-    commitTime: str | None = attr.field(default=None)
-    producedBy: LakeFSProducerRun | None = attr.field(default=None)
 
-    _additional_skip_redact: ClassVar[list[str]] = ["repository", "branch", "commitId", "path", "ref", "uri"]
+    _additional_skip_redact: ClassVar[list[str]] = ["repository", "branch", "commitId", "path", "uri"]
 
     @staticmethod
     def _get_schema() -> str:
@@ -88,7 +118,24 @@ class LakeFSCommitDatasetFacet(DatasetFacet):
 
 
 @attr.define
-class MlrepoModelChoiceRunFacet(RunFacet):
+class MlrepoPinInputDatasetFacet(_OurFacet, InputDatasetFacet):
+    """How a run chose the commit it read (rule, declared ref, as-of instant) and who wrote that commit."""
+
+    rule: str
+    ref: str | None = attr.field(default=None)
+    asOf: str | None = attr.field(default=None)
+    commitTime: str | None = attr.field(default=None)
+    producedBy: LakeFSProducerRun | None = attr.field(default=None)
+
+    _additional_skip_redact: ClassVar[list[str]] = ["rule", "ref"]
+
+    @staticmethod
+    def _get_schema() -> str:
+        return schema_url("MlrepoPinInputDatasetFacet")
+
+
+@attr.define
+class MlrepoModelChoiceRunFacet(_OurFacet, RunFacet):
     """How an inference run chose its model (``latest``, ``as_of`` or ``explicit``) and what it resolved to."""
 
     policy: str
@@ -105,7 +152,7 @@ class MlrepoModelChoiceRunFacet(RunFacet):
 
 
 @attr.define
-class MlrepoContainerRunFacet(RunFacet):
+class MlrepoContainerRunFacet(_OurFacet, RunFacet):
     """The container image (and runner) that did the work. No command line, no environment: no secrets."""
 
     image: str
@@ -117,14 +164,39 @@ class MlrepoContainerRunFacet(RunFacet):
         return schema_url("MlrepoContainerRunFacet")
 
 
+@attr.define
+class MlrepoDatumsRunFacet(RunFacet):
+    """What a datum pipeline's run did: datums processed, skipped, deleted, of how many, in how many tasks."""
+
+    mode: str
+    processed: int
+    skipped: int
+    deleted: int
+    total: int
+    tasks: int
+    reason: str | None = attr.field(default=None)
+
+    _additional_skip_redact: ClassVar[list[str]] = ["mode", "reason"]
+
+    @staticmethod
+    def _get_schema() -> str:
+        return schema_url("MlrepoDatumsRunFacet")
+
+
 __all__ = [
     "CONTAINER_FACET",
+    "DATUMS_FACET",
+    "FACET_CLASSES",
     "LAKEFS_COMMIT_FACET",
     "MODEL_CHOICE_FACET",
+    "PIN_FACET",
+    "PRODUCER",
     "LakeFSCommitDatasetFacet",
     "LakeFSProducerRun",
     "MlrepoContainerRunFacet",
+    "MlrepoDatumsRunFacet",
     "MlrepoModelChoiceRunFacet",
+    "MlrepoPinInputDatasetFacet",
     "load_schema",
     "schema_path",
     "schema_url",

@@ -20,26 +20,39 @@ Which run registers the commit:
   backfilled run that reads an older commit links to that commit's version, not to the newest.
 
 The registration, the reading event and their order travel together in one outbox entry, delivered
-in order by one deliverer, so no other event of this outbox can come between them. The commit time is
-the registration's ``eventTime``. See ``docs/concepts/lineage.md``.
+in order by one deliverer, so no other event of this outbox can come between them. See
+``docs/concepts/lineage.md``.
+
+**What the registration leaves as it was, and the trade-off (Marquez 0.51).** Marquez accepts only a
+run *state* event here: a RunEvent without ``eventType`` is answered HTTP 500 ("lineageEventType is
+marked non-null") after it already created the run, and ``OTHER`` / ``RUNNING`` set a completed run
+back to RUNNING. So a registration is a ``COMPLETE`` of the writing run, and :func:`keep_run_times`
+(called by the outbox's deliverer right before it posts a registration) gives it the ``eventTime``
+Marquez already has as that run's ``endedAt``: the run's end time and state stay exactly as they were
+(Marquez records one more COMPLETE of the same run, with the same time). The registration carries no
+run facets but the writing run's ``parent``, and the output facets the writing run itself reported,
+so the version's facets stay the writer's; what the reader chose (rule, as-of, declared ref) is its
+``mlrepo_pin`` *input* facet, which Marquez keeps with the reader's input, not on the version. When
+the writing run is not in Marquez (yet), the commit time is used. Commit-registration runs (data from
+outside) get a START and a COMPLETE, both at the commit time; registering the commit again repeats
+them with the same times.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow_mlrepo.lineage.facets import LAKEFS_COMMIT_FACET
+from airflow_mlrepo.lineage.facets import LAKEFS_COMMIT_FACET, PIN_FACET, PRODUCER
 
 #: Namespace of the uuid5 ids of commit-registration runs (fixed: ids must never change).
 REGISTRATION_UUID_NAMESPACE = uuid.UUID("5b0f3d2e-8f41-4c55-9a43-1b6f0e7d2a10")
 REGISTRATION_JOB_PREFIX = "lakefs_commit/"
 RUN_EVENT_SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
-PRODUCER = "https://github.com/airflow-mlrepo/airflow-mlrepo"
-#: Facets of a registration output: what identifies and describes the commit, nothing run-specific.
+#: Facets of a registration output: what identifies and describes the commit (the facets the writing
+#: run's own output carried), nothing of the reader's (its ``mlrepo_pin`` is an input facet).
 _KEPT_DATASET_FACETS = ("version", LAKEFS_COMMIT_FACET, "datasetType")
-_READ_ONLY_FIELDS = ("pinRule", "asOf")
 
 
 def registration_run_id(namespace: str, name: str, commit_id: str) -> str:
@@ -50,9 +63,6 @@ def registration_run_id(namespace: str, name: str, commit_id: str) -> str:
 def _registered_dataset(dataset: Mapping[str, Any]) -> dict[str, Any]:
     facets = dataset.get("facets") or {}
     kept = {key: dict(facets[key]) for key in _KEPT_DATASET_FACETS if key in facets}
-    commit = kept[LAKEFS_COMMIT_FACET]
-    for field in _READ_ONLY_FIELDS:
-        commit.pop(field, None)
     return {"namespace": dataset["namespace"], "name": dataset["name"], "facets": kept}
 
 
@@ -60,7 +70,9 @@ def _job_type_facet() -> dict[str, Any]:
     from openlineage.client.facet_v2 import job_type_job
     from openlineage.client.serde import Serde
 
-    facet = job_type_job.JobTypeJobFacet(processingType="BATCH", integration="LAKEFS", jobType="COMMIT")
+    facet = job_type_job.JobTypeJobFacet(
+        processingType="BATCH", integration="LAKEFS", jobType="COMMIT", producer=PRODUCER
+    )
     return Serde.to_dict(facet)
 
 
@@ -69,7 +81,7 @@ def _parent_facet(run_id: str, job_namespace: str, job_name: str) -> dict[str, A
     from openlineage.client.serde import Serde
 
     facet = parent_run.ParentRunFacet(
-        run=parent_run.Run(runId=run_id), job=parent_run.Job(namespace=job_namespace, name=job_name)
+        run=parent_run.Run(runId=run_id), job=parent_run.Job(namespace=job_namespace, name=job_name), producer=PRODUCER
     )
     return Serde.to_dict(facet)
 
@@ -80,9 +92,10 @@ def registration_event(dataset: Mapping[str, Any], fallback_time: str) -> dict[s
     commit = facets.get(LAKEFS_COMMIT_FACET)
     if not isinstance(commit, Mapping) or "version" not in facets or not commit.get("commitId"):
         return None
+    pin = (dataset.get("inputFacets") or {}).get(PIN_FACET) or {}
     output = _registered_dataset(dataset)
-    event_time = commit.get("commitTime") or fallback_time
-    produced = commit.get("producedBy")
+    event_time = pin.get("commitTime") or fallback_time
+    produced = pin.get("producedBy")
     run_facets: dict[str, Any] = {}
     job_facets: dict[str, Any] = {}
     if isinstance(produced, Mapping) and produced.get("runId"):
@@ -110,6 +123,27 @@ def registration_event(dataset: Mapping[str, Any], fallback_time: str) -> dict[s
     }
 
 
+def _start_of(registration: Mapping[str, Any]) -> dict[str, Any]:
+    return {**registration, "eventType": "START", "outputs": []}
+
+
+def is_commit_registration(event: Mapping[str, Any]) -> bool:
+    """Whether a registration event is a commit-registration run's (not a repeat of the writing run's)."""
+    return str((event.get("job") or {}).get("name", "")).startswith(REGISTRATION_JOB_PREFIX)
+
+
+def keep_run_times(event: Mapping[str, Any], run_end_time: Callable[[str], str | None]) -> dict[str, Any]:
+    """A registration that repeats the writing run's COMPLETE at the end time Marquez already has for it.
+
+    ``run_end_time(run_id)`` answers Marquez's ``endedAt`` of that run (None when Marquez does not know
+    the run or it has not ended); then the event keeps its own ``eventTime`` (the commit time).
+    """
+    if is_commit_registration(event) or event.get("eventType") != "COMPLETE":
+        return dict(event)
+    ended = run_end_time(str(event["run"]["runId"]))
+    return {**event, "eventTime": ended} if ended else dict(event)
+
+
 def registration_events(event: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Registration events to deliver right before ``event`` (a serialized RunEvent), in input order."""
     if "run" not in event:
@@ -125,6 +159,8 @@ def registration_events(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         if key in seen:
             continue
         seen.add(key)
+        if is_commit_registration(registration):
+            events.append(_start_of(registration))
         events.append(registration)
     return events
 
@@ -134,4 +170,12 @@ def run_url(marquez_url: str, run_id: str) -> str:
     return f"{marquez_url.rstrip('/')}/api/v1/jobs/runs/{run_id}"
 
 
-__all__ = ["REGISTRATION_JOB_PREFIX", "registration_event", "registration_events", "registration_run_id", "run_url"]
+__all__ = [
+    "REGISTRATION_JOB_PREFIX",
+    "is_commit_registration",
+    "keep_run_times",
+    "registration_event",
+    "registration_events",
+    "registration_run_id",
+    "run_url",
+]

@@ -7,8 +7,10 @@ A lakeFS object or prefix is the dataset
 
 so the identity never contains a commit id: every commit of ``lakefs://iris-train/main/data/`` is a
 *version* of the one dataset ``lakefs://iris-train`` / ``main/data``. The commit id goes into the
-standard ``version`` facet and into our ``lakefs_commit`` facet. The Asset converter
-(:mod:`airflow_mlrepo.assets.lakefs`) gives Airflow Assets the same identity.
+standard ``version`` facet and into our ``lakefs_commit`` facet, which are the same on the output
+that wrote the commit and on every input that read it; how a run chose the commit (and who wrote
+it) is that input's ``mlrepo_pin`` input facet. The Asset converter (:mod:`airflow_mlrepo.assets.lakefs`)
+gives Airflow Assets the same identity.
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from openlineage.client.event_v2 import Dataset, InputDataset, OutputDataset
-from openlineage.client.facet_v2 import DatasetFacet, dataset_type_dataset, dataset_version_dataset
+from openlineage.client.facet_v2 import DatasetFacet, InputDatasetFacet, dataset_type_dataset, dataset_version_dataset
 
-from airflow_mlrepo.lineage.facets import LAKEFS_COMMIT_FACET, LakeFSCommitDatasetFacet, LakeFSProducerRun
+from airflow_mlrepo.lineage.facets import (
+    LAKEFS_COMMIT_FACET,
+    PIN_FACET,
+    PRODUCER,
+    LakeFSCommitDatasetFacet,
+    LakeFSProducerRun,
+    MlrepoPinInputDatasetFacet,
+)
 from airflow_mlrepo.locations import SCHEME, LakeFSLocation, is_commit_id
 
 if TYPE_CHECKING:
@@ -72,6 +81,49 @@ def _iso_utc(epoch_seconds: int | None) -> str | None:
 
 
 def dataset_facets(
+    location: LakeFSLocation, *, commit_id: str | None, branch: str | None = None, model: bool = False
+) -> dict[str, DatasetFacet]:
+    """``version`` + ``lakefs_commit`` (when the commit is known) and ``datasetType`` MODEL for models.
+
+    Only what identifies the commit: the same for the output that wrote it and every input that reads it.
+    """
+    facets: dict[str, DatasetFacet] = {}
+    if commit_id:
+        name_branch = branch or branch_of(location.ref)
+        facets[VERSION_FACET] = dataset_version_dataset.DatasetVersionDatasetFacet(
+            datasetVersion=commit_id, producer=PRODUCER
+        )
+        facets[LAKEFS_COMMIT_FACET] = LakeFSCommitDatasetFacet(
+            repository=location.repository,
+            branch=name_branch,
+            commitId=commit_id,
+            path=location.path.strip("/"),
+            uri=location.with_ref(commit_id).uri,
+        )
+    if model:
+        facets[DATASET_TYPE_FACET] = dataset_type_dataset.DatasetTypeDatasetFacet(datasetType=MODEL, producer=PRODUCER)
+    return facets
+
+
+def pin_facets(
+    location: LakeFSLocation,
+    *,
+    pin_rule: str | None,
+    as_of: str | None = None,
+    commit_time: int | None = None,
+    produced_by: LakeFSProducerRun | None = None,
+) -> dict[str, InputDatasetFacet]:
+    """The ``mlrepo_pin`` input facet: how this run chose the commit (declared ref, rule, as-of) and who wrote it."""
+    if not pin_rule:
+        return {}
+    return {
+        PIN_FACET: MlrepoPinInputDatasetFacet(
+            rule=pin_rule, ref=location.ref, asOf=as_of, commitTime=_iso_utc(commit_time), producedBy=produced_by
+        )
+    }
+
+
+def input_dataset(
     location: LakeFSLocation,
     *,
     commit_id: str | None,
@@ -81,41 +133,27 @@ def dataset_facets(
     as_of: str | None = None,
     commit_time: int | None = None,
     produced_by: LakeFSProducerRun | None = None,
-) -> dict[str, DatasetFacet]:
-    """``version`` + ``lakefs_commit`` (when the commit is known) and ``datasetType`` MODEL for models."""
-    facets: dict[str, DatasetFacet] = {}
-    if commit_id:
-        name_branch = branch or branch_of(location.ref)
-        facets[VERSION_FACET] = dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=commit_id)
-        facets[LAKEFS_COMMIT_FACET] = LakeFSCommitDatasetFacet(
-            repository=location.repository,
-            branch=name_branch,
-            commitId=commit_id,
-            path=location.path.strip("/"),
-            ref=location.ref,
-            uri=location.with_ref(commit_id).uri,
-            pinRule=pin_rule,
-            asOf=as_of,
-            commitTime=_iso_utc(commit_time),
-            producedBy=produced_by,
-        )
-    if model:
-        facets[DATASET_TYPE_FACET] = dataset_type_dataset.DatasetTypeDatasetFacet(datasetType=MODEL)
-    return facets
-
-
-def input_dataset(location: LakeFSLocation, *, branch: str | None = None, **facet_args: object) -> InputDataset:
+) -> InputDataset:
     namespace, name = identity(location, branch=branch)
     return InputDataset(
         namespace=namespace,
         name=name,
-        facets=dataset_facets(location, branch=branch, **facet_args),  # type: ignore[arg-type]
+        facets=dataset_facets(location, commit_id=commit_id, branch=branch, model=model),
+        inputFacets=pin_facets(
+            location,
+            pin_rule=pin_rule if commit_id else None,
+            as_of=as_of,
+            commit_time=commit_time,
+            produced_by=produced_by,
+        ),
     )
 
 
-def output_dataset(location: LakeFSLocation, **facet_args: object) -> OutputDataset:
+def output_dataset(location: LakeFSLocation, *, commit_id: str | None, model: bool = False) -> OutputDataset:
     namespace, name = identity(location)
-    return OutputDataset(namespace=namespace, name=name, facets=dataset_facets(location, **facet_args))  # type: ignore[arg-type]
+    return OutputDataset(
+        namespace=namespace, name=name, facets=dataset_facets(location, commit_id=commit_id, model=model)
+    )
 
 
 def plain_dataset(location: LakeFSLocation, *, branch: str | None = None) -> Dataset:
@@ -161,6 +199,7 @@ __all__ = [
     "identity",
     "input_dataset",
     "output_dataset",
+    "pin_facets",
     "plain_dataset",
     "producer_from_metadata",
 ]

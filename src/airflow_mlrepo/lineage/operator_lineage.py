@@ -14,6 +14,15 @@ The openlineage provider's listener calls the operator's methods, which delegate
 
 Each input also names the run that wrote its commit (``producedBy``), read from the commit's
 provenance metadata, so the outbox can re-register it in Marquez (:mod:`airflow_mlrepo.lineage.marquez`).
+
+**No outputs that were not produced.** When an operator reports no datasets (START, or a FAIL before
+pinning), the openlineage provider falls back to the task's Airflow ``outlets`` and reports each as an
+output with no facets; Marquez makes such an output the dataset's current version (with no commit),
+and a failed run leaves it there. So :func:`on_start` and :func:`on_failure` mark the operator's
+``lakefs://`` outlets as not produced (:func:`outlet_not_produced`) and the Asset converter
+(:func:`airflow_mlrepo.assets.lakefs.convert_asset_to_openlineage`) gives no dataset for them, which the
+provider skips; :func:`on_complete` lifts the mark. The COMPLETE event reports the output itself, at
+its commit.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from openlineage.client.facet_v2 import RunFacet, execution_parameters_run
 from airflow_mlrepo.lineage.facets import (
     CONTAINER_FACET,
     MODEL_CHOICE_FACET,
+    PRODUCER,
     LakeFSProducerRun,
     MlrepoContainerRunFacet,
     MlrepoModelChoiceRunFacet,
@@ -90,7 +100,7 @@ def execution_parameters(hyperparameters: dict[str, Any]) -> execution_parameter
         )
         for key, value in sorted(hyperparameters.items())
     ]
-    return execution_parameters_run.ExecutionParametersRunFacet(parameters=parameters)
+    return execution_parameters_run.ExecutionParametersRunFacet(parameters=parameters, producer=PRODUCER)
 
 
 def _model_location(operator: LineageOperator) -> LakeFSLocation | None:
@@ -209,18 +219,38 @@ def output_datasets(operator: LineageOperator) -> list[OutputDataset]:
     if not commit_id or not is_commit_id(str(commit_id)):
         return []
     target = LakeFSLocation.parse(operator.output_location)
-    return [output_dataset(target, commit_id=str(commit_id), model=operator.output_kind == "model", pin_rule="output")]
+    return [output_dataset(target, commit_id=str(commit_id), model=operator.output_kind == "model")]
 
 
 def _pins(operator: LineageOperator) -> dict[str, PinnedInput]:
     return dict(getattr(operator, "pinned_inputs", None) or {})
 
 
+#: URIs of ``lakefs://`` outlets whose task attempt (in this process) has not produced them.
+_not_produced: set[str] = set()
+
+
+def _outlet_uris(operator: Any) -> set[str]:
+    uris = set()
+    for outlet in getattr(operator, "outlets", None) or []:
+        uri = getattr(outlet, "uri", None)
+        if isinstance(uri, str) and uri.startswith("lakefs://"):
+            uris.add(uri)
+    return uris
+
+
+def outlet_not_produced(uri: str) -> bool:
+    """Whether a ``lakefs://`` Asset is an outlet of a task attempt that has not produced it (yet)."""
+    return uri in _not_produced
+
+
 def on_start(operator: LineageOperator) -> OperatorLineage[Any, Any]:
+    _not_produced.update(_outlet_uris(operator))
     return _operator_lineage(run_facets=run_facets(operator, {}))
 
 
 def on_complete(operator: LineageOperator) -> OperatorLineage[Any, Any]:
+    _not_produced.difference_update(_outlet_uris(operator))
     pins = _pins(operator)
     return _operator_lineage(
         inputs=input_datasets(operator, pins), outputs=output_datasets(operator), run_facets=run_facets(operator, pins)
@@ -228,8 +258,70 @@ def on_complete(operator: LineageOperator) -> OperatorLineage[Any, Any]:
 
 
 def on_failure(operator: LineageOperator) -> OperatorLineage[Any, Any]:
+    _not_produced.update(_outlet_uris(operator))
     pins = _pins(operator)
     return _operator_lineage(inputs=input_datasets(operator, pins), run_facets=run_facets(operator, pins))
+
+
+def datums_on_complete(operator: Any) -> OperatorLineage[Any, Any]:
+    """A datum pipeline's ``commit`` task: the pinned inputs, the target at the one published commit, the counts."""
+    from airflow_mlrepo.lineage.facets import DATUMS_FACET, MlrepoDatumsRunFacet
+
+    pins = _pins(operator)
+    counts = dict(getattr(operator, "counts", None) or {})
+    facets: dict[str, RunFacet] = {}
+    if counts:
+        facets[DATUMS_FACET] = MlrepoDatumsRunFacet(
+            mode=str(counts.get("mode", "")),
+            processed=int(counts.get("processed", 0)),
+            skipped=int(counts.get("skipped", 0)),
+            deleted=int(counts.get("deleted", 0)),
+            total=int(counts.get("total", 0)),
+            tasks=int(counts.get("tasks", 0)),
+            reason=counts.get("reason"),
+        )
+    return _operator_lineage(
+        inputs=input_datasets(operator, pins), outputs=output_datasets(operator), run_facets=facets
+    )
+
+
+def revert_on_start(operator: Any) -> OperatorLineage[Any, Any]:
+    """A revert's START (and FAIL): no datasets, its outlets not produced (see the module docstring)."""
+    _not_produced.update(_outlet_uris(operator))
+    return _operator_lineage()
+
+
+def revert_on_complete(operator: Any) -> OperatorLineage[Any, Any]:
+    """A revert's COMPLETE: each path at the restored commit as input, at the revert commit as output."""
+    _not_produced.difference_update(_outlet_uris(operator))
+    head = getattr(operator, "output_commit_id", None)
+    if not head:
+        return _operator_lineage()
+    restored = getattr(operator, "restored_commit_id", None)
+    hook = operator.__dict__.get("lakefs_hook")
+    commit_time, produced_by = _commit_facts(hook, operator.repository, restored) if restored else (None, None)
+    is_model = False
+    if restored and hook is not None:
+        try:
+            is_model = hook.get_commit(operator.repository, restored).metadata.get("mlrepo.output_kind") == "model"
+        except Exception:
+            is_model = False
+    inputs, outputs = [], []
+    for path in operator.lineage_paths():
+        location = LakeFSLocation(operator.repository, operator.branch, path)
+        if restored:
+            inputs.append(
+                input_dataset(
+                    location,
+                    commit_id=restored,
+                    model=is_model,
+                    pin_rule="revert",
+                    commit_time=commit_time,
+                    produced_by=produced_by,
+                )
+            )
+        outputs.append(output_dataset(location, commit_id=str(head), model=is_model))
+    return _operator_lineage(inputs=inputs, outputs=outputs)
 
 
 def sensor_on_complete(sensor: Any, head: str | None) -> OperatorLineage[Any, Any]:
@@ -243,11 +335,15 @@ def sensor_on_complete(sensor: Any, head: str | None) -> OperatorLineage[Any, An
 
 
 __all__ = [
+    "datums_on_complete",
     "execution_parameters",
     "input_datasets",
     "model_choice",
     "on_complete",
     "on_failure",
     "on_start",
+    "outlet_not_produced",
+    "revert_on_complete",
+    "revert_on_start",
     "sensor_on_complete",
 ]

@@ -5,19 +5,33 @@
 temporary file, fsync, rename: an entry is either complete or absent) and returns; it never talks to
 the network, so Marquez being down or slow never blocks a task. A **deliverer** process, started on
 demand and detached from the task, posts the entries to the HTTP endpoint strictly in order (entry
-names sort by emission time), one event at a time, with exponential backoff while the endpoint is
-down, and removes an entry only after every event in it was accepted. It exits after a while without
-work; the next ``emit`` starts it again. One deliverer per outbox at a time (an exclusive
-``flock`` on ``<outbox>/deliverer.lock``).
+names start with a sequence number taken under ``<outbox>/sequence.lock``, never the wall clock),
+one event at a time, with exponential backoff while the endpoint is down, and removes an entry only
+after every event in it was accepted. It exits after a while without work; the next ``emit`` starts
+it again. One deliverer per outbox at a time (an exclusive ``flock`` on ``<outbox>/deliverer.lock``).
+
+Every rewrite of an entry (what is left after a partial delivery, a move to ``rejected/`` or
+``quarantine/``) is fsynced, file and directory. Each entry is handled on its own: one that cannot
+be read (not UTF-8, a line that is not a JSON object...) moves to ``<outbox>/quarantine/`` with a
+``.reason`` file beside it, and the queue goes on.
+
+Short-lived workers (KubernetesExecutor pods, autoscaled Celery workers) may be gone before a
+detached deliverer ran: ``flush_at_task_end_seconds`` (default: 1 s on such workers, see
+:func:`short_lived_worker`) makes ``emit`` of a task's final event (COMPLETE/FAIL/ABORT) deliver
+synchronously for at most that long, and a loud warning names what is still pending when the outbox
+is on an ephemeral disk. The outbox's place is ``outbox_dir``, else ``$MLREPO_LINEAGE_OUTBOX``, else
+``[mlrepo] lineage_outbox_dir``, else ``$AIRFLOW_HOME/mlrepo-lineage-outbox``.
 
 Semantics (``docs/how-to/lineage-to-marquez.md``):
 
 * **at least once**: an event whose POST succeeded but whose answer was lost is sent again;
 * **in order** per outbox: events are delivered in the order they were written (entries by name,
   events inside an entry by line); an event is never sent before all earlier ones were accepted;
-* an entry the endpoint rejects as invalid (HTTP 4xx other than 408/429) moves to
+* an entry the endpoint rejects as invalid (HTTP 400, 413, 415 or 422: :data:`FINAL_STATUSES`) moves to
   ``<outbox>/rejected/`` instead of blocking the queue forever; ``mlrepo lineage replay
-  --include-rejected`` retries them.
+  --include-rejected`` retries them. Every other failure (401/403: wrong credentials, 404: wrong
+  URL, 408/429, 5xx, unreachable) is retried with backoff and logged as an error: a wrong API key
+  keeps the queue until it is fixed, it does not throw it away.
 
 Configure it as the openlineage provider's transport (the client builds it by class path)::
 
@@ -30,7 +44,9 @@ Configure it as the openlineage provider's transport (the client builds it by cl
 ``mlrepo lineage replay --url ...``). Other options: ``outbox_dir`` (default
 ``$AIRFLOW_HOME/mlrepo-lineage-outbox``), ``marquez_exact_versions`` (default true), ``fsync``
 (default true), ``deliver_in_background`` (default true), ``idle_exit_seconds`` (default 60),
-``max_backoff_seconds`` (default 30).
+``max_backoff_seconds`` (default 30), ``flush_at_task_end_seconds`` (default ``auto``: 1 on a
+short-lived worker, else 0), ``persistent`` (default ``auto``: guess from the file system whether
+the outbox outlives the worker).
 """
 
 from __future__ import annotations
@@ -38,7 +54,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import itertools
 import json
 import logging
 import logging.handlers
@@ -70,21 +85,89 @@ HTTP_CONFIG_ENV = "MLREPO_LINEAGE_HTTP_CONFIG"
 DEFAULT_DIR_NAME = "mlrepo-lineage-outbox"
 PENDING = "pending"
 REJECTED = "rejected"
+QUARANTINE = "quarantine"
+REASON_SUFFIX = ".reason"
 LOCK_FILE = "deliverer.lock"
+SEQUENCE_FILE = "sequence"
+SEQUENCE_LOCK_FILE = "sequence.lock"
 STATE_FILE = "deliverer-state.json"
 LOG_FILE = "deliverer.log"
 ENTRY_SUFFIX = ".jsonl"
-_counter = itertools.count()
-_counter_lock = threading.Lock()
+CONFIG_SECTION = "mlrepo"
+#: HTTP answers that mean "this event is invalid": sending it again cannot help.
+FINAL_STATUSES = frozenset({400, 413, 415, 422})
+#: HTTP answers that mean "our credentials are wrong": retried, and logged as errors.
+AUTH_STATUSES = frozenset({401, 403})
+#: Longest synchronous flush at task end on a short-lived worker.
+DEFAULT_TASK_END_FLUSH_SECONDS = 1.0
+#: File systems that do not outlive a container (its writable layer, memory).
+EPHEMERAL_FILESYSTEMS = frozenset({"overlay", "tmpfs", "ramfs", "aufs"})
+_FINAL_EVENT_TYPES = frozenset({"COMPLETE", "FAIL", "ABORT"})
+_sequence_lock = threading.Lock()
+
+
+def _airflow_option(option: str) -> str:
+    """``[mlrepo] <option>`` from Airflow's configuration, or "" (also when Airflow is not installed)."""
+    try:
+        from airflow.configuration import conf
+    except ImportError:  # pragma: no cover - the provider always has Airflow; the CLI may not
+        return ""
+    return str(conf.get(CONFIG_SECTION, option, fallback="") or "")
 
 
 def default_outbox_dir() -> Path:
-    """``$MLREPO_LINEAGE_OUTBOX``, else ``$AIRFLOW_HOME/mlrepo-lineage-outbox`` (``~/airflow`` by default)."""
-    explicit = os.environ.get(OUTBOX_ENV)
+    """``$MLREPO_LINEAGE_OUTBOX``, else ``[mlrepo] lineage_outbox_dir``, else ``$AIRFLOW_HOME/<DEFAULT_DIR_NAME>``."""
+    explicit = os.environ.get(OUTBOX_ENV) or _airflow_option("lineage_outbox_dir")
     if explicit:
         return Path(explicit).expanduser()
     home = os.environ.get("AIRFLOW_HOME") or str(Path("~/airflow").expanduser())
     return Path(home).expanduser() / DEFAULT_DIR_NAME
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The file system type of the mount holding ``path`` (Linux ``/proc/self/mountinfo``), or None."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount_point = fields[4].replace("\\040", " ")
+        fs_type = line.split(" - ", 1)[1].split()[0]
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fs_type
+    return best_type
+
+
+def short_lived_worker() -> bool:
+    """Whether tasks run where no long-lived deliverer can be relied on (a pod, or a K8s executor)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return True
+    executor = os.environ.get("AIRFLOW__CORE__EXECUTOR", "")
+    return "Kubernetes" in executor
+
+
+def ephemeral_disk(path: Path) -> bool:
+    """Whether ``path`` is on storage that goes away with the worker (a container layer or memory)."""
+    fs_type = filesystem_type(path)
+    if fs_type in EPHEMERAL_FILESYSTEMS:
+        return True
+    # in a pod, anything not mounted on its own (the image's root file system) dies with it
+    return short_lived_worker() and _mount_point(path) == "/"
+
+
+def _mount_point(path: Path) -> str:
+    current = Path(os.path.realpath(path))
+    while not current.exists():
+        current = current.parent
+    while not os.path.ismount(current):
+        current = current.parent
+    return str(current)
 
 
 def redact_url(url: str) -> str:
@@ -99,9 +182,14 @@ def redact_url(url: str) -> str:
 class DeliveryError(Exception):
     """An event was not accepted. ``retryable`` False: the endpoint rejected it as invalid."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status = status
+
+
+class MalformedEntryError(ValueError):
+    """An outbox entry that cannot be delivered as it is (not UTF-8, a line that is not a JSON object)."""
 
 
 # ---------------------------------------------------------------------------------------- outbox
@@ -109,9 +197,13 @@ class DeliveryError(Exception):
 
 @dataclass
 class Outbox:
-    """The on-disk queue: ``pending/`` entries (one JSON event a line), ``rejected/``, lock and state."""
+    """The on-disk queue: ``pending/`` entries (one JSON event a line), ``rejected/``, ``quarantine/``.
+
+    ``fsync`` False skips the fsyncs (survives a killed process, not a power cut).
+    """
 
     path: Path
+    fsync: bool = True
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -125,6 +217,10 @@ class Outbox:
         return self.path / REJECTED
 
     @property
+    def quarantine_dir(self) -> Path:
+        return self.path / QUARANTINE
+
+    @property
     def lock_path(self) -> Path:
         return self.path / LOCK_FILE
 
@@ -133,34 +229,75 @@ class Outbox:
         return self.path / STATE_FILE
 
     def ensure(self) -> None:
-        for directory in (self.path, self.pending_dir, self.rejected_dir):
+        for directory in (self.path, self.pending_dir, self.rejected_dir, self.quarantine_dir):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def append(self, lines: Sequence[str], *, fsync: bool = True) -> Path:
-        """Write one entry atomically; its name sorts after every entry written before it."""
+    def append(self, lines: Sequence[str], *, fsync: bool | None = None) -> Path:
+        """Write one entry atomically; its name sorts after every entry written before it.
+
+        The name starts with the next number of the outbox's sequence (a counter file under an
+        exclusive ``flock``, shared by every process writing to this outbox): the order of the queue
+        never depends on the wall clock. The entry is renamed into ``pending/`` while the sequence
+        lock is held, so a deliverer never sees number N+1 before N.
+        """
         if not lines:
             raise ValueError("An outbox entry needs at least one event")
+        sync = self.fsync if fsync is None else fsync
         self.ensure()
-        with _counter_lock:
-            sequence = next(_counter)
-        name = f"{time.time_ns():020d}-{os.getpid():010d}-{sequence:08d}{ENTRY_SUFFIX}"
         data = "".join(line.rstrip("\n") + "\n" for line in lines).encode()
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.pending_dir)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                if fsync:
+                if sync:
                     handle.flush()
                     os.fsync(handle.fileno())
-            target = self.pending_dir / name
-            os.replace(tmp, target)
+            with self._sequence() as next_number:
+                sequence = next_number()
+                target = self.pending_dir / f"{sequence:020d}-{os.getpid():010d}{ENTRY_SUFFIX}"
+                os.replace(tmp, target)
+                if sync:
+                    _fsync_dir(self.pending_dir)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        if fsync:
-            _fsync_dir(self.pending_dir)
         return target
+
+    @contextlib.contextmanager
+    def _sequence(self) -> Iterator[Callable[[], int]]:
+        """Hold the sequence lock; yields a function returning the next number (recorded on disk).
+
+        The counter is a fixed-width number overwritten in place and fsynced (one fsync, no rename);
+        one that cannot be read (new outbox, torn write) restarts after the highest entry number.
+        """
+        with _sequence_lock, open(self.path / SEQUENCE_LOCK_FILE, "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                fd = os.open(self.path / SEQUENCE_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+
+                    def next_number() -> int:
+                        number = max(self._recorded_sequence(fd), 0) + 1
+                        os.pwrite(fd, f"{number:020d}\n".encode(), 0)
+                        if self.fsync:
+                            os.fsync(fd)
+                        return number
+
+                    yield next_number
+                finally:
+                    os.close(fd)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _recorded_sequence(self, fd: int) -> int:
+        raw = os.pread(fd, 64, 0)
+        if len(raw) == 21 and raw.endswith(b"\n") and raw[:20].isdigit():
+            return int(raw[:20])
+        # a new outbox, or one written before the sequence existed (names led by the time in ns):
+        # continue after the highest number in use, so the existing order is kept
+        numbers = [_entry_number(entry) for entry in (*self.pending(), *self.rejected())]
+        return max((number for number in numbers if number is not None), default=0)
 
     def pending(self) -> list[Path]:
         """Pending entries, oldest first."""
@@ -169,13 +306,42 @@ class Outbox:
     def rejected(self) -> list[Path]:
         return _entries(self.rejected_dir)
 
+    def quarantined(self) -> list[Path]:
+        return _entries(self.quarantine_dir)
+
     def requeue_rejected(self) -> int:
         """Move rejected entries back to ``pending/`` (keeping their names, so their place in the order)."""
         moved = 0
         for entry in self.rejected():
-            os.replace(entry, self.pending_dir / entry.name)
+            self.move(entry, self.pending_dir)
+            with contextlib.suppress(FileNotFoundError):
+                (self.rejected_dir / f"{entry.name}{REASON_SUFFIX}").unlink()
             moved += 1
         return moved
+
+    def move(self, entry: Path, directory: Path, *, reason: str | None = None) -> Path:
+        """Move an entry to ``directory`` (with a ``.reason`` file beside it), fsyncing both directories."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = directory / entry.name
+        if reason is not None:
+            note = json.dumps({"entry": entry.name, "reason": reason, "at": time.time()}, sort_keys=True)
+            _write_atomically(directory / f"{entry.name}{REASON_SUFFIX}", note.encode() + b"\n", fsync=self.fsync)
+        os.replace(entry, target)
+        if self.fsync:
+            _fsync_dir(directory)
+            _fsync_dir(entry.parent)
+        return target
+
+    def rewrite(self, entry: Path, lines: Sequence[str]) -> None:
+        """Replace an entry by what is left of it: temporary file, fsync, rename, fsync the directory."""
+        _write_atomically(entry, "".join(line + "\n" for line in lines).encode(), fsync=self.fsync)
+
+    def remove(self, entry: Path) -> None:
+        """Delete a delivered entry (fsyncing the directory: a crash cannot bring it back)."""
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+            if self.fsync:
+                _fsync_dir(entry.parent)
 
     @contextlib.contextmanager
     def delivery_lock(self, *, wait: float = 0.0) -> Iterator[bool]:
@@ -219,17 +385,15 @@ class Outbox:
             return {}
 
     def write_state(self, state: Mapping[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.path)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(dict(state), handle, sort_keys=True)
-        os.replace(tmp, self.state_path)
+        # status only (nothing is lost with it): not fsynced, it is written after every entry
+        _write_atomically(self.state_path, json.dumps(dict(state), sort_keys=True).encode(), fsync=False)
 
     def status(self) -> dict[str, Any]:
         pending = self.pending()
         events = 0
         for entry in pending:
             with contextlib.suppress(FileNotFoundError):
-                events += sum(1 for line in entry.read_text().splitlines() if line.strip())
+                events += sum(1 for line in entry.read_bytes().splitlines() if line.strip())
         oldest = _entry_time(pending[0]) if pending else None
         return {
             "outbox": str(self.path),
@@ -237,6 +401,7 @@ class Outbox:
             "pending_events": events,
             "oldest_pending_age_seconds": round(time.time() - oldest, 3) if oldest else None,
             "rejected_entries": len(self.rejected()),
+            "quarantined_entries": len(self.quarantined()),
             "deliverer_running": self.deliverer_running(),
             "deliverer": self.read_state(),
         }
@@ -250,10 +415,17 @@ def _entries(directory: Path) -> list[Path]:
     return [directory / name for name in names]
 
 
+def _entry_number(entry: Path) -> int | None:
+    try:
+        return int(entry.name.split("-", 1)[0])
+    except ValueError:
+        return None
+
+
 def _entry_time(entry: Path) -> float | None:
     try:
-        return int(entry.name.split("-", 1)[0]) / 1e9
-    except ValueError:
+        return entry.stat().st_mtime
+    except FileNotFoundError:
         return None
 
 
@@ -265,13 +437,53 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_atomically(target: Path, data: bytes, *, fsync: bool) -> None:
+    """Write ``data`` to ``target`` through a temporary file and a rename (fsyncing file and directory)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        _fsync_dir(target.parent)
+
+
+def parse_entry(data: bytes) -> list[dict[str, Any]]:
+    """The events of an entry; :class:`MalformedEntryError` naming what is wrong if it cannot be sent."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedEntryError(f"not UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r})") from None
+    events: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedEntryError(f"line {number} is not JSON: {type(exc).__name__}: {exc}") from None
+        if not isinstance(event, dict):
+            raise MalformedEntryError(f"line {number} is a JSON {type(event).__name__}, not an object (an event)")
+        events.append(event)
+    if not events:
+        raise MalformedEntryError("no event in it")
+    return events
+
+
 # -------------------------------------------------------------------------------------- delivery
 
 
 class HttpSender:
     """Posts one serialized event with openlineage's own ``HttpTransport`` (auth, headers, TLS), no retries."""
 
-    def __init__(self, http_config: Mapping[str, Any]) -> None:
+    def __init__(self, http_config: Mapping[str, Any], *, timeout: float | None = None) -> None:
         from openlineage.client.transport.http import HttpConfig, HttpTransport
 
         options = dict(http_config)
@@ -279,8 +491,37 @@ class HttpSender:
         # backoff is ours (the queue keeps its order); the HTTP layer tries exactly once
         options["retry"] = {"total": 0, "connect": 0, "read": 0, "status": 0, "status_forcelist": []}
         options.setdefault("timeout", 5.0)
+        if timeout is not None:
+            options["timeout"] = min(float(options["timeout"]), timeout)
         self.transport = HttpTransport(HttpConfig.from_dict(options))
         self.url = redact_url(str(options["url"]))
+
+    def run_end_time(self, run_id: str) -> str | None:
+        """Marquez's ``endedAt`` of a run (``GET /api/v1/jobs/runs/{id}``), None if unknown or unreachable."""
+        import requests
+
+        config = self.transport.config
+        headers = {"Accept": "application/json"}
+        bearer = config.auth.get_bearer() if config.auth is not None else None
+        if bearer:
+            headers["Authorization"] = bearer
+        try:
+            answer = requests.get(
+                f"{str(config.url).rstrip('/')}/api/v1/jobs/runs/{run_id}",
+                headers=headers,
+                timeout=config.timeout,
+                verify=config.verify,
+            )
+            ended = answer.json().get("endedAt") if answer.status_code == 200 else None
+        except (requests.RequestException, ValueError, AttributeError):
+            return None
+        return str(ended) if ended else None
+
+    def prepare_registration(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A Marquez registration as it must be posted now (:func:`airflow_mlrepo.lineage.marquez.keep_run_times`)."""
+        from airflow_mlrepo.lineage.marquez import keep_run_times
+
+        return keep_run_times(event, self.run_end_time)
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         import requests
@@ -289,10 +530,25 @@ class HttpSender:
             self.transport.emit(dict(event))  # type: ignore[arg-type]
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
-            retryable = status >= 500 or status in (408, 429) or status == 0
-            raise DeliveryError(f"{self.url} answered HTTP {status}", retryable=retryable) from exc
+            raise delivery_error(self.url, status) from exc
         except Exception as exc:
             raise DeliveryError(f"{self.url} unreachable: {type(exc).__name__}", retryable=True) from exc
+
+
+def delivery_error(url: str, status: int) -> DeliveryError:
+    """The error for an HTTP answer: final only when it says the event itself is invalid."""
+    if status in AUTH_STATUSES:
+        return DeliveryError(
+            f"{url} answered HTTP {status}: the lineage endpoint refused our credentials (check the "
+            "'auth' of the http transport options); events are kept and retried",
+            retryable=True,
+            status=status,
+        )
+    if status in FINAL_STATUSES:
+        return DeliveryError(
+            f"{url} answered HTTP {status}: it rejected the event as invalid", retryable=False, status=status
+        )
+    return DeliveryError(f"{url} answered HTTP {status}", retryable=True, status=status)
 
 
 @dataclass
@@ -301,6 +557,7 @@ class DeliveryReport:
     delivered_entries: int = 0
     rejected_entries: int = 0
     failures: int = 0
+    quarantined_entries: int = 0
     remaining_entries: int = 0
     last_error: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -317,21 +574,24 @@ def deliver(
     poll_interval: float = 0.2,
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] | None = None,
+    deadline: float | None = None,
 ) -> DeliveryReport:
     """Deliver pending entries in order; the caller holds :meth:`Outbox.delivery_lock`.
 
     Returns when the outbox stayed empty for ``idle_exit`` seconds (0: as soon as it is empty), when
-    the endpoint kept failing for ``give_up_after`` seconds (None: never give up), or on ``stop``.
+    the endpoint kept failing for ``give_up_after`` seconds (None: never give up), at ``deadline``
+    (a :func:`time.monotonic` instant; no new event is sent after it), or on ``stop``.
     """
     report = DeliveryReport()
     stop = stop or threading.Event()
     wait = sleep or stop.wait
-    backoff = min_backoff
+    backoff = min(min_backoff, max_backoff)
     failing_since: float | None = None
     idle_since: float | None = None
+    consecutive = 0
     state: dict[str, Any] = {**outbox.read_state(), "pid": os.getpid(), "started": time.time()}
     outbox.write_state(state)
-    while not stop.is_set():
+    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
         pending = outbox.pending()
         if not pending:
             idle_since = idle_since or time.monotonic()
@@ -342,30 +602,42 @@ def deliver(
         idle_since = None
         entry = pending[0]
         try:
-            ok = _deliver_entry(outbox, entry, send, report)
+            outcome = _deliver_entry(outbox, entry, send, report)
         except DeliveryError as exc:
             report.failures += 1
+            consecutive += 1
             report.last_error = str(exc)
-            state.update(last_error=str(exc), last_error_at=time.time(), consecutive_failures=report.failures)
+            state.update(last_error=str(exc), last_error_at=time.time(), consecutive_failures=consecutive)
             outbox.write_state(state)
             failing_since = failing_since or time.monotonic()
+            waiting = len(outbox.pending())
+            # loud: a wrong key or a broken endpoint must not go unnoticed while events pile up
+            level = logging.ERROR if exc.status in AUTH_STATUSES or consecutive > 1 else logging.WARNING
+            log.log(level, "Lineage delivery failed (%s); %d entries waiting, retrying in %.1fs", exc, waiting, backoff)
             if give_up_after is not None and time.monotonic() - failing_since >= give_up_after:
                 break
-            log.warning("Lineage delivery failed (%s); retrying in %.1fs", exc, backoff)
+            if deadline is not None and time.monotonic() + backoff >= deadline:
+                break
             wait(backoff)
             backoff = min(backoff * 2, max_backoff)
             continue
+        if consecutive:
+            log.warning("Lineage endpoint accepts events again after %d failed attempts", consecutive)
         failing_since = None
-        backoff = min_backoff
-        if ok:
+        consecutive = 0
+        backoff = min(min_backoff, max_backoff)
+        if outcome == DELIVERED:
             report.delivered_entries += 1
-        else:
+        elif outcome == REJECTED:
             report.rejected_entries += 1
+        else:
+            report.quarantined_entries += 1
         state.update(
             last_success_at=time.time(),
             consecutive_failures=0,
             delivered_events=report.delivered_events,
             rejected_entries=report.rejected_entries,
+            quarantined_entries=report.quarantined_entries,
         )
         outbox.write_state(state)
     report.remaining_entries = len(outbox.pending())
@@ -374,42 +646,54 @@ def deliver(
     return report
 
 
+DELIVERED = "delivered"
+QUARANTINED = "quarantined"
+
+
 def _deliver_entry(
     outbox: Outbox, entry: Path, send: Callable[[Mapping[str, Any]], None], report: DeliveryReport
-) -> bool:
-    """Send every event of one entry in order; True when delivered, False when moved to rejected/."""
+) -> str:
+    """Send every event of one entry in order: :data:`DELIVERED`, :data:`REJECTED` or :data:`QUARANTINED`.
+
+    A retryable failure raises :class:`DeliveryError` after keeping only what is left of the entry.
+    Anything wrong with the entry itself is confined to it: it moves to ``quarantine/``.
+    """
     try:
-        lines = [line for line in entry.read_text().splitlines() if line.strip()]
+        data = entry.read_bytes()
     except FileNotFoundError:
-        return True
-    for index, line in enumerate(lines):
+        return DELIVERED  # delivered by a deliverer that held the lock before us
+    except OSError as exc:
+        return _quarantine(outbox, entry, f"unreadable: {type(exc).__name__}: {exc}", report)
+    try:
+        events = parse_entry(data)
+    except MalformedEntryError as exc:
+        return _quarantine(outbox, entry, str(exc), report)
+    prepare = getattr(send, "prepare_registration", None)
+    for index, event in enumerate(events):
         try:
-            send(json.loads(line))
+            # every event but an entry's last is a Marquez registration (OutboxTransport.entry_lines)
+            send(prepare(event) if prepare is not None and index < len(events) - 1 else event)
         except DeliveryError as exc:
             if index:
                 # keep only what is left, so a restart does not send the delivered part again
-                _rewrite(entry, lines[index:])
+                lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
+                outbox.rewrite(entry, lines[index:])
             if exc.retryable:
                 raise
             log.error("Lineage endpoint rejected an event of %s (%s); moved to %s", entry.name, exc, REJECTED)
             report.errors.append(f"{entry.name}: {exc}")
-            os.replace(entry, outbox.rejected_dir / entry.name)
-            return False
-        except json.JSONDecodeError:
-            log.error("Unreadable line in lineage outbox entry %s; moved to %s", entry.name, REJECTED)
-            os.replace(entry, outbox.rejected_dir / entry.name)
-            return False
+            outbox.move(entry, outbox.rejected_dir, reason=str(exc))
+            return REJECTED
         report.delivered_events += 1
-    with contextlib.suppress(FileNotFoundError):
-        entry.unlink()
-    return True
+    outbox.remove(entry)
+    return DELIVERED
 
 
-def _rewrite(entry: Path, lines: Sequence[str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=entry.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write("".join(line + "\n" for line in lines))
-    os.replace(tmp, entry)
+def _quarantine(outbox: Outbox, entry: Path, reason: str, report: DeliveryReport) -> str:
+    log.error("Lineage outbox entry %s cannot be delivered (%s); moved to %s/", entry.name, reason, QUARANTINE)
+    report.errors.append(f"{entry.name}: {reason}")
+    outbox.move(entry, outbox.quarantine_dir, reason=reason)
+    return QUARANTINED
 
 
 def start_deliverer(outbox: Outbox, http_config: Mapping[str, Any], *, idle_exit: float, max_backoff: float) -> bool:
@@ -463,6 +747,10 @@ class OutboxConfig(Config):
     deliver_in_background: bool = True
     idle_exit_seconds: float = 60.0
     max_backoff_seconds: float = 30.0
+    #: None: "auto" (:data:`DEFAULT_TASK_END_FLUSH_SECONDS` on a short-lived worker, else 0)
+    flush_at_task_end_seconds: float | None = None
+    #: None: "auto" (:func:`ephemeral_disk` decides)
+    persistent: bool | None = None
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> OutboxConfig:
@@ -479,7 +767,17 @@ class OutboxConfig(Config):
             deliver_in_background=_as_bool(params.get("deliver_in_background"), True),
             idle_exit_seconds=float(params.get("idle_exit_seconds", 60.0)),
             max_backoff_seconds=float(params.get("max_backoff_seconds", 30.0)),
+            flush_at_task_end_seconds=_auto_float(params.get("flush_at_task_end_seconds")),
+            persistent=None if _is_auto(params.get("persistent")) else _as_bool(params.get("persistent"), True),
         )
+
+
+def _is_auto(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto"))
+
+
+def _auto_float(value: Any) -> float | None:
+    return None if _is_auto(value) else float(value)
 
 
 class OutboxTransport(Transport):
@@ -490,7 +788,22 @@ class OutboxTransport(Transport):
 
     def __init__(self, config: OutboxConfig) -> None:
         self.config = config
-        self.outbox = Outbox(Path(config.outbox_dir).expanduser() if config.outbox_dir else default_outbox_dir())
+        self.outbox = Outbox(
+            Path(config.outbox_dir).expanduser() if config.outbox_dir else default_outbox_dir(), fsync=config.fsync
+        )
+
+    @property
+    def task_end_flush_seconds(self) -> float:
+        """How long ``emit`` of a final event delivers synchronously (0: leave it to the deliverer)."""
+        if self.config.flush_at_task_end_seconds is not None:
+            return max(0.0, self.config.flush_at_task_end_seconds)
+        return DEFAULT_TASK_END_FLUSH_SECONDS if short_lived_worker() else 0.0
+
+    @property
+    def on_ephemeral_disk(self) -> bool:
+        if self.config.persistent is not None:
+            return not self.config.persistent
+        return ephemeral_disk(self.outbox.path)
 
     def entry_lines(self, event: Event) -> list[str]:
         from openlineage.client.serde import Serde
@@ -505,8 +818,10 @@ class OutboxTransport(Transport):
         return [json.dumps(item, sort_keys=True, separators=(",", ":")) for item in documents]
 
     def emit(self, event: Event) -> Path:
-        entry = self.outbox.append(self.entry_lines(event), fsync=self.config.fsync)
-        if self.config.http and self.config.deliver_in_background:
+        entry = self.outbox.append(self.entry_lines(event))
+        if _is_final(event):
+            self._at_task_end()
+        if self.config.http and self.config.deliver_in_background and self.outbox.pending():
             try:
                 start_deliverer(
                     self.outbox,
@@ -521,6 +836,46 @@ class OutboxTransport(Transport):
     def close(self, timeout: float = -1) -> bool:
         # delivery belongs to the deliverer process; what is not delivered yet is safe on disk
         return True
+
+    def _at_task_end(self) -> None:
+        """A task's last event: flush for a bounded time on a short-lived worker, warn about what is left."""
+        budget = self.task_end_flush_seconds
+        if self.config.http and budget > 0:
+            try:
+                flush(self.outbox, self.config.http, budget=budget)
+            except Exception:
+                log.exception("Synchronous lineage flush failed; the events stay in %s", self.outbox.path)
+        if self.on_ephemeral_disk:
+            left = len(self.outbox.pending())
+            if left:
+                log.error(
+                    "%d lineage event entries are still pending in %s, on a disk that does not outlive this "
+                    "worker: they are lost when it goes away. Put the outbox on a persistent volume "
+                    "([mlrepo] lineage_outbox_dir or the transport's outbox_dir), see "
+                    "docs/how-to/lineage-to-marquez.md",
+                    left,
+                    self.outbox.path,
+                )
+
+
+def _is_final(event: Any) -> bool:
+    event_type = getattr(event, "eventType", None)
+    return str(getattr(event_type, "value", event_type) or "").upper() in _FINAL_EVENT_TYPES
+
+
+def flush(outbox: Outbox, http_config: Mapping[str, Any], *, budget: float) -> DeliveryReport | None:
+    """Deliver what is pending for at most ``budget`` seconds, in this process (None: a deliverer is at work).
+
+    Each HTTP call's timeout is cut to what is left of the budget, so the whole flush ends within
+    about ``budget`` seconds even when the endpoint hangs. A running deliverer holds the lock: then
+    nothing is done here, it delivers.
+    """
+    deadline = time.monotonic() + budget
+    with outbox.delivery_lock() as acquired:
+        if not acquired:
+            return None
+        send = HttpSender(http_config, timeout=max(0.05, budget / 2))
+        return deliver(outbox, send, idle_exit=0.0, min_backoff=budget, max_backoff=budget, deadline=deadline)
 
 
 # ------------------------------------------------------------------------------------ deliverer
@@ -572,11 +927,16 @@ register_transport(OutboxTransport)
 __all__ = [
     "DeliveryError",
     "HttpSender",
+    "MalformedEntryError",
     "Outbox",
     "OutboxConfig",
     "OutboxTransport",
     "default_outbox_dir",
     "deliver",
+    "ephemeral_disk",
+    "flush",
+    "parse_entry",
+    "short_lived_worker",
     "start_deliverer",
 ]
 

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError
 from airflow_mlrepo.locations import LakeFSLocation
 from airflow_mlrepo.operators.pod import LakeFSPodOperator
-from airflow_mlrepo.pinning import PinnedInput, pin_latest, run_instant
+from airflow_mlrepo.pinning import PinnedInput, pin_from_asset_events, pin_latest, run_instant
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from airflow.sdk import Context
+
+    from airflow_mlrepo.hooks.lakefs import LakeFSHook
 
 MODEL_INPUT = "model"
 MODEL_LATEST = "latest"
@@ -24,7 +26,8 @@ class LakeFSInferenceOperator(LakeFSPodOperator):
 
     :param model: ``lakefs://models-repo/branch/path``: where models are committed (the branch
         the ``latest`` and ``as_of`` policies follow). Templated.
-    :param model_version: ``latest`` (default: the branch head when the attempt runs, so clearing an
+    :param model_version: ``latest`` (default: the model commit of the run's triggering asset event
+        when a new model started the run, else the branch head when the attempt runs, so clearing an
         old run recomputes it with today's model), ``as_of`` (the branch head as of the run's data
         interval end: reproduce what ran then), or an explicit commit id, tag or ref. Templated, so
         ``"{{ params.model_version }}"`` makes it a run parameter. The choice is recorded.
@@ -40,8 +43,7 @@ class LakeFSInferenceOperator(LakeFSPodOperator):
         self.model_version = model_version
 
     def model_policy(self) -> str:
-        version = (self.model_version or MODEL_LATEST).strip()
-        return version if version in (MODEL_LATEST, MODEL_AS_OF) else f"explicit:{version}"
+        return model_policy(self.model_version)
 
     def pin_inputs(self, context: Context, declared: Mapping[str, LakeFSLocation]) -> dict[str, PinnedInput]:
         if MODEL_INPUT in declared:
@@ -53,15 +55,25 @@ class LakeFSInferenceOperator(LakeFSPodOperator):
             model = LakeFSLocation.parse(self.model)
         except InvalidLakeFSLocationError as exc:
             raise InvalidLakeFSLocationError(f"Task '{self.task_id}', model: {exc}") from exc
-        hook = self.lakefs_hook
-        version = (self.model_version or MODEL_LATEST).strip()
-        if version == MODEL_LATEST:
-            pins[MODEL_INPUT] = pin_latest(hook, MODEL_INPUT, model)
-        elif version == MODEL_AS_OF:
-            when = run_instant(context)
-            commit = hook.branch_head_as_of(model.repository, model.ref, when)
-            pins[MODEL_INPUT] = PinnedInput(MODEL_INPUT, model, commit.id, MODEL_AS_OF, as_of=when.isoformat())
-        else:
-            commit_id = hook.resolve_commit_id(model.repository, version)
-            pins[MODEL_INPUT] = PinnedInput(MODEL_INPUT, model.with_ref(version), commit_id, "explicit")
+        pins[MODEL_INPUT] = pin_model(self.lakefs_hook, model, self.model_version, context)
         return pins
+
+
+def pin_model(hook: LakeFSHook, model: LakeFSLocation, model_version: str | None, context: Context) -> PinnedInput:
+    """Bind the model by its ``model_version`` policy: ``latest``, ``as_of`` or an explicit commit id or tag."""
+    version = (model_version or MODEL_LATEST).strip()
+    if version == MODEL_LATEST:
+        # A run started by a new model uses that model, even when a newer one landed since.
+        return pin_from_asset_events(hook, MODEL_INPUT, model, context) or pin_latest(hook, MODEL_INPUT, model)
+    if version == MODEL_AS_OF:
+        when = run_instant(context)
+        commit = hook.branch_head_as_of(model.repository, model.ref, when)
+        return PinnedInput(MODEL_INPUT, model, commit.id, MODEL_AS_OF, as_of=when.isoformat())
+    commit_id = hook.resolve_commit_id(model.repository, version)
+    return PinnedInput(MODEL_INPUT, model.with_ref(version), commit_id, "explicit")
+
+
+def model_policy(model_version: str | None) -> str:
+    """How provenance records the choice: ``latest``, ``as_of`` or ``explicit:<ref>``."""
+    version = (model_version or MODEL_LATEST).strip()
+    return version if version in (MODEL_LATEST, MODEL_AS_OF) else f"explicit:{version}"

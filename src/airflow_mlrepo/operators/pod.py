@@ -42,8 +42,21 @@ from airflow_mlrepo.links.marquez import LINEAGE_IDS_XCOM_KEY, MarquezRunLink
 from airflow_mlrepo.local_runner import LocalProcess
 from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
 from airflow_mlrepo.operators import pod_lifecycle
-from airflow_mlrepo.pinning import PinnedInput, check_against_first_attempt, pin_input
-from airflow_mlrepo.provenance import FINGERPRINT, airflow_task_url, build_provenance, fingerprint
+from airflow_mlrepo.operators.publishing import (
+    PUBLISH_AUTO,
+    attach_outlet_events,
+    find_published,
+    publish_branch,
+    record_published,
+)
+from airflow_mlrepo.pinning import (
+    DETECTION_XCOM_KEY,
+    Detection,
+    PinnedInput,
+    check_against_first_attempt,
+    pin_input,
+)
+from airflow_mlrepo.provenance import airflow_task_url, build_provenance, fingerprint
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -56,8 +69,6 @@ RUNNER_KUBERNETES = "kubernetes"
 RUNNERS = (RUNNER_LOCAL, RUNNER_KUBERNETES)
 DEFAULT_SECRET_NAME = "mlrepo-lakefs"
 ATTEMPT_BRANCH_PREFIX = "mlrepo-"
-#: How far back on the target branch a retry looks for its own earlier output commit.
-IDEMPOTENCY_LOOKBACK = 200
 #: Provenance key of the image digest the pod ran (its container status ``imageID``).
 IMAGE_ID_METADATA = "mlrepo.image_id"
 
@@ -79,6 +90,8 @@ class AttemptPlan:
     attempt_branch: str
     stale_prefix: str
     fingerprint: str
+    #: The branch the output was declared on (``target`` is where this run publishes: see publishing.py).
+    declared_branch: str = ""
 
     @property
     def attempt_output(self) -> LakeFSLocation:
@@ -100,7 +113,10 @@ class LakeFSPodOperator(KubernetesPodOperator):
     :param lakefs_endpoint_in_pod: lakeFS URL as pods reach it, if it differs from the connection's;
         default: the lakeFS connection's extra ``lakefs_endpoint_in_pod``, else its host.
     :param runner: ``kubernetes`` or ``local``; default from ``[mlrepo] runner``.
-    :param merge_strategy: ``None`` (fail on conflict), ``dest-wins`` or ``source-wins``.
+    :param merge_strategy: ``None`` (default: fail on conflict), ``dest-wins`` or ``source-wins``.
+    :param publish_to: ``auto`` (default: backfilled runs publish to a branch of their own, every
+        other run to the output branch), ``target`` or ``run_branch``; see
+        ``docs/concepts/publishing.md``. Templated.
     :param commit_message: message of the output commit. Templated.
     """
 
@@ -110,6 +126,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         "output_location",
         "hyperparameters",
         "commit_message",
+        "publish_to",
     )
     template_fields_renderers = {**KubernetesPodOperator.template_fields_renderers, "hyperparameters": "json"}
     operator_extra_links = (LakeFSOutputCommitLink(), MarquezRunLink())
@@ -129,6 +146,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         runner: str | None = None,
         merge_strategy: str | None = None,
         commit_message: str | None = None,
+        publish_to: str = PUBLISH_AUTO,
         **kwargs: Any,
     ) -> None:
         secrets = list(kwargs.pop("secrets", None) or [])
@@ -149,6 +167,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         self.runner = runner
         self.merge_strategy = merge_strategy
         self.commit_message = commit_message
+        self.publish_to = publish_to
         self._contract_env: dict[str, str] | None = None
         self._local_process: LocalProcess | None = None
         self._plan_annotation: str | None = None
@@ -202,7 +221,28 @@ class LakeFSPodOperator(KubernetesPodOperator):
 
     def pin_inputs(self, context: Context, declared: Mapping[str, LakeFSLocation]) -> dict[str, PinnedInput]:
         """Pin every declared input; subclasses add the model."""
-        return {name: pin_input(self.lakefs_hook, name, loc, context) for name, loc in declared.items()}
+        detections = self.upstream_detections(context)
+        return {name: pin_input(self.lakefs_hook, name, loc, context, detections) for name, loc in declared.items()}
+
+    def upstream_detections(self, context: Context) -> list[Detection]:
+        """What the commit sensors upstream of this task detected in this run (their hand-over XCom)."""
+        from airflow_mlrepo.sensors.lakefs import LakeFSCommitSensor
+
+        dag = getattr(self, "dag", None)
+        if dag is None:
+            return []
+        sensor_ids = sorted(
+            task.task_id for task in self.get_flat_relatives(upstream=True) if isinstance(task, LakeFSCommitSensor)
+        )
+        if not sensor_ids:
+            return []
+        found: list[Detection] = []
+        for task_id in sensor_ids:
+            value = context["ti"].xcom_pull(task_ids=task_id, key=DETECTION_XCOM_KEY)
+            detection = Detection.from_dict(value) if isinstance(value, dict) else None
+            if detection is not None:
+                found.append(detection)
+        return found
 
     def model_policy(self) -> str | None:
         return None
@@ -219,6 +259,16 @@ class LakeFSPodOperator(KubernetesPodOperator):
         pins = self.pin_inputs(context, declared)
         check_against_first_attempt(context, pins)
         ti = context["ti"]
+        declared_branch = target.ref
+        target = target.with_ref(
+            publish_branch(
+                self.publish_to,
+                declared_branch,
+                dag_id=ti.dag_id,
+                run_id=context["run_id"],
+                run_type=getattr(context.get("dag_run"), "run_type", None),
+            )
+        )
         map_index = _map_index(ti)
         stale_prefix = self.attempt_branch_prefix(context)
         return AttemptPlan(
@@ -237,6 +287,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
                 command=self.command,
                 hyperparameters=self.hyperparameters,
             ),
+            declared_branch=declared_branch,
         )
 
     def attempt_branch_prefix(self, context: Context) -> str:
@@ -403,30 +454,48 @@ class LakeFSPodOperator(KubernetesPodOperator):
         return operator_lineage.on_failure(self)
 
     def find_existing_output(self, plan: AttemptPlan) -> str | None:
+        """The commit an earlier attempt of this exact work published (a tag lookup), or None."""
         hook = self.lakefs_hook
-        for commit in hook.log_commits(
-            plan.target.repository, plan.target.ref, amount=IDEMPOTENCY_LOOKBACK, first_parent=True
-        ):
-            if commit.metadata.get(FINGERPRINT) == plan.fingerprint:
-                return commit.id
-        return None
+        own_branch = bool(plan.declared_branch) and plan.target.ref != plan.declared_branch
+        if own_branch and not hook.branch_exists(plan.target.repository, plan.target.ref):
+            return None
+        attempts = hook.list_branches(plan.target.repository, plan.stale_prefix)
+        return find_published(hook, plan.target, plan.fingerprint, attempt_branches=attempts, log=self.log)
 
     def open_attempt(self, plan: AttemptPlan) -> None:
         hook = self.lakefs_hook
         repository = plan.target.repository
+        if plan.declared_branch and plan.target.ref != plan.declared_branch:
+            hook.create_branch(repository, plan.target.ref, plan.declared_branch)
+            self.log.info(
+                "This %s run publishes to branch %s (from %s), not to %s itself: see publish_to",
+                "backfilled" if plan.target.ref.startswith("backfill-") else "",
+                plan.target.ref,
+                plan.declared_branch,
+                plan.declared_branch,
+            )
         for stale in hook.list_branches(repository, plan.stale_prefix):
             self.log.info("Removing branch %s left by an earlier attempt", stale)
             hook.delete_branch(repository, stale, missing_ok=True)
-        hook.create_branch(repository, plan.attempt_branch, plan.target.ref)
-        removed = hook.delete_prefix(repository, plan.attempt_branch, plan.target.path)
+        source = self.attempt_source(plan)
+        hook.create_branch(repository, plan.attempt_branch, source)
+        removed = self.clear_attempt_output(plan)
         self.log.info(
             "Attempt branch %s created from %s (%d old objects under '%s' cleared); output goes to %s",
             plan.attempt_branch,
-            plan.target.ref,
+            source,
             removed,
             plan.target.path,
             plan.attempt_output,
         )
+
+    def attempt_source(self, plan: AttemptPlan) -> str:
+        """The ref an attempt branch starts from: the target branch."""
+        return plan.target.ref
+
+    def clear_attempt_output(self, plan: AttemptPlan) -> int:
+        """Clear what the container replaces on the attempt branch (the whole output prefix); return how many."""
+        return self.lakefs_hook.delete_prefix(plan.target.repository, plan.attempt_branch, plan.target.path)
 
     def discard_attempt(self, plan: AttemptPlan, *, merged: bool = False) -> None:
         """Delete the attempt branch: after a failure (the target stays untouched) or after the merge."""
@@ -470,6 +539,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
             attempt_branch=plan.attempt_branch,
             stale_prefix=plan.stale_prefix,
             fingerprint=plan.fingerprint,
+            declared_branch=plan.declared_branch,
         )
         self.container_result = super().execute(context)
 
@@ -551,6 +621,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
                 strategy=self.merge_strategy,
                 allow_empty=True,
             )
+            record_published(hook, plan.target, plan.fingerprint, merge_id, log=self.log)
         finally:
             self.discard_attempt(plan, merged=True)
         self.log.info("Output committed atomically: %s", plan.target.with_ref(merge_id))
@@ -561,6 +632,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         url = LakeFSUI(settings.browser_url).commit(plan.target.repository, commit_id)
         context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
         context["ti"].xcom_push(key=OUTPUT_COMMIT_XCOM_KEY, value=plan.target.with_ref(commit_id).uri)
+        attach_outlet_events(context, self.outlets, plan.target, commit_id, task=f"{self.dag_id}.{self.task_id}")
         self.output_commit_id = commit_id
         self.pinned_inputs = plan.pins
         result = {
@@ -593,7 +665,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
             task_id=ti.task_id,
             map_index=map_index,
             try_number=ti.try_number,
-            run_type=str(getattr(dag_run, "run_type", "") or "") or None,
+            run_type=getattr(dag_run, "run_type", None),
             logical_date=context.get("logical_date"),
             data_interval_start=context.get("data_interval_start"),
             data_interval_end=context.get("data_interval_end"),

@@ -45,7 +45,13 @@ EARLIER_POD_TIMEOUT = 120.0
 
 
 def encode_plan(
-    *, target: LakeFSLocation, pins: Mapping[str, PinnedInput], attempt_branch: str, stale_prefix: str, fingerprint: str
+    *,
+    target: LakeFSLocation,
+    pins: Mapping[str, PinnedInput],
+    attempt_branch: str,
+    stale_prefix: str,
+    fingerprint: str,
+    declared_branch: str = "",
 ) -> str:
     """The ``mlrepo/plan`` annotation: everything the attempt decided before its pod started."""
     return json.dumps(
@@ -55,6 +61,7 @@ def encode_plan(
             "attempt_branch": attempt_branch,
             "stale_prefix": stale_prefix,
             "fingerprint": fingerprint,
+            "declared_branch": declared_branch,
             "pins": {
                 name: {"source": pin.source.uri, "commit_id": pin.commit_id, "rule": pin.rule, "as_of": pin.as_of}
                 for name, pin in sorted(pins.items())
@@ -74,6 +81,7 @@ def decode_plan(text: str) -> dict[str, Any]:
         "attempt_branch": raw["attempt_branch"],
         "stale_prefix": raw["stale_prefix"],
         "fingerprint": raw["fingerprint"],
+        "declared_branch": raw.get("declared_branch", ""),
         "pins": {
             name: PinnedInput(
                 name=name,

@@ -5,6 +5,13 @@ is kept (nothing is force-moved), so runs pinned to older commits still read wha
 commit-watching DAGs see the revert commit like any other new commit. Reverting the models branch's
 head puts the previous model back; reverting a bad training-data commit and letting the training
 DAG's watcher see the revert retrains without that data.
+
+Lineage: the revert commit records this task's OpenLineage run (like every output commit of the
+training and inference operators), and on COMPLETE the task reports, for each of its ``paths``, the
+commit whose content it restored as its input (with the run that wrote that commit, so Marquez
+links it to that run's version) and the revert commit as its output (``version`` + ``lakefs_commit``,
+``datasetType`` MODEL for a model). A prediction made after a revert thus leads, through the revert
+run, to the training run of the model it really used. START and FAIL report no datasets.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_mlrepo.exceptions import CommitNotAncestorError
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
+from airflow_mlrepo.lineage.ids import task_lineage_ids
 from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
 from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, airflow_task_url
@@ -42,6 +50,9 @@ class LakeFSRevertOperator(BaseOperator):
         which undoes what the merge brought in (every commit of the training and inference operators
         is a merge of its attempt branch).
     :param commit_message: message of the revert commit. Templated.
+    :param paths: the datasets on the branch this revert changes, for lineage (e.g. ``["model"]``,
+        ``["data"]``); default: the paths of the task's ``lakefs://`` outlets on that branch, else the
+        whole branch.
     :param lakefs_conn_id: Airflow connection of type ``lakefs``.
 
     A retry does not revert twice: a revert commit this task instance already made (same DAG, run
@@ -60,10 +71,12 @@ class LakeFSRevertOperator(BaseOperator):
         commit: str = "",
         parent_number: int | None = None,
         commit_message: str | None = None,
+        paths: Sequence[str] | None = None,
         lakefs_conn_id: str = LakeFSHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.paths = list(paths) if paths is not None else None
         self.repository = repository
         self.branch = branch
         self.commit = commit
@@ -96,8 +109,10 @@ class LakeFSRevertOperator(BaseOperator):
         from airflow.sdk.configuration import conf
 
         base_url = conf.get("api", "base_url", fallback="http://localhost:8080")
+        ids = task_lineage_ids(ti)
         metadata = {
             **identity,
+            **(ids.commit_metadata() if ids is not None else {}),
             REVERTED_COMMIT: target.id,
             "mlrepo.reverted_message": target.message[:500],
             LAKEFS_AIRFLOW + "dag_id": ti.dag_id,
@@ -127,6 +142,9 @@ class LakeFSRevertOperator(BaseOperator):
         return None
 
     def _finish(self, context: Context, reverted_id: str, head: LakeFSCommit, *, reused: bool) -> dict[str, Any]:
+        # what lineage reports on COMPLETE (the listener hands this operator to the methods below)
+        self.output_commit_id = head.id
+        self.restored_commit_id = self._restored(reverted_id)
         settings = self.lakefs_hook.settings
         url = LakeFSUI(settings.browser_url).commit(self.repository, head.id)
         context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
@@ -137,3 +155,41 @@ class LakeFSRevertOperator(BaseOperator):
             "commit_id": head.id,
             "reused": reused,
         }
+
+    def _restored(self, reverted_id: str) -> str | None:
+        """The commit whose content the revert brought back: the kept parent of the reverted commit."""
+        try:
+            reverted = self.lakefs_hook.get_commit(self.repository, reverted_id)
+        except Exception:
+            return None
+        index = (self.parent_number or 1) - 1
+        return reverted.parents[index] if len(reverted.parents) > index else None
+
+    def lineage_paths(self) -> list[str]:
+        if self.paths is not None:
+            return [str(path).strip("/") for path in self.paths]
+        from airflow_mlrepo.locations import LakeFSLocation
+
+        found = []
+        for outlet in self.outlets or []:
+            uri = getattr(outlet, "uri", "")
+            if isinstance(uri, str) and uri.startswith("lakefs://"):
+                location = LakeFSLocation.parse(uri)
+                if (location.repository, location.ref) == (self.repository, self.branch):
+                    found.append(location.path.strip("/"))
+        return found or [""]
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_mlrepo.lineage.operator_lineage import revert_on_start
+
+        return revert_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_mlrepo.lineage.operator_lineage import revert_on_complete
+
+        return revert_on_complete(self)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        from airflow_mlrepo.lineage.operator_lineage import revert_on_start
+
+        return revert_on_start(self)

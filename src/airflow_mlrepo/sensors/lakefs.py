@@ -1,32 +1,39 @@
 """``LakeFSCommitSensor``: wait for new commits on a lakeFS branch and return them.
 
-A run's **window** is the commits after a *baseline* on the branch, up to a *horizon*:
+The rules are written down in ``docs/concepts/detection-windows.md``; in short, a run's **window**
+is the commits after a *baseline* on the branch, up to a *horizon*, as
+:func:`airflow_mlrepo.changes.changed_commits` answers it (merges count by their diff against their
+first parent, side branches merged late count):
 
 * **Baseline**, first match wins:
 
   1. ``since_commit`` (templated; any ref, resolved to a commit id);
   2. the branch head as of the **previous successful run's data interval end**
      (``prev_data_interval_end_success``, which the worker gets from the Execution API, no metadata
-     DB access): that is the commit the previous run's window ended at, its pin;
+     DB access): where the previous successful window ended;
   3. the branch head as of this run's **data interval start**;
   4. for runs without a data interval (manual runs without a logical date, asset-triggered runs):
      the branch head as of the run's ``run_after`` (commits made after the run was created).
 
   On Airflow 3.3+ the resolved baseline is recorded in the task state store on the first poke, so
-  later pokes (``reschedule`` mode starts a new process each time) and retries reuse it; on older
-  Airflow it is resolved again each time, deterministically.
-* **Horizon**: live (the branch head when checked) for the first attempt of a run, so commits
-  made while the sensor waits are seen. A **backfilled** run whose data interval end has passed is
-  bounded by the branch head *as of that end*: it sees what was there, never newer commits, and if
-  that closed window holds no matching commit it ends at once (skipped with ``soft_fail``,
-  otherwise failed with :class:`~airflow_mlrepo.exceptions.NoNewCommitsError`).
+  later pokes (``reschedule`` mode starts a new process each time) and retries reuse it.
+* **Horizon**: a **scheduled** or **backfilled** run sees only commits up to its **data interval
+  end**: the branch head as of that end. Consecutive successful runs therefore see disjoint windows
+  ``(end of the previous success, own end]``, and the commits of a failed run are offered again to
+  the next one. Until the end has passed such a run waits; once it has, a window with no matching
+  commit ends the run at once (skipped with ``soft_fail``, otherwise failed with
+  :class:`~airflow_mlrepo.exceptions.NoNewCommitsError`). **Manual** and **asset-triggered** runs
+  have a live horizon (the branch head when checked): they wait for new commits.
+* **A long wait moves forward.** A live window that is checked again only looks at the commits
+  after the head it checked last (recorded with the baseline), so a wait on a busy branch costs the
+  same per check after an hour as after a minute and never reaches the walk limit.
 
 When commits are found they are returned (XCom) as a list of
 :meth:`LakeFSCommit.to_dict` dicts, oldest first, and the result (baseline, head, commit ids) is
 recorded in the task state store with ``NEVER_EXPIRE``. A **cleared** run of the sensor replays
 that record: it returns the very same commits (re-read from lakeFS and checked to be still in the
 branch's history, else :class:`~airflow_mlrepo.exceptions.CommitNotAncestorError`). On Airflow
-< 3.3 there is no task state store: clears re-evaluate the window (live horizon).
+< 3.3 there is no task state store: clears re-evaluate the window.
 
 A missing repository or branch fails at once with
 :class:`~airflow_mlrepo.exceptions.LakeFSNotFoundError` (no waiting for a branch to appear). An
@@ -54,6 +61,8 @@ from airflow_mlrepo.exceptions import (
 )
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from airflow_mlrepo.locations import validate_branch, validate_repository
+from airflow_mlrepo.pinning import DETECTION_XCOM_KEY, Detection
+from airflow_mlrepo.provenance import plain_value
 from airflow_mlrepo.triggers.lakefs import (
     DEFAULT_POLL_INTERVAL,
     LakeFSCommitTrigger,
@@ -70,6 +79,8 @@ BASELINE_EXPLICIT = "since_commit"
 BASELINE_PREVIOUS_SUCCESS = "previous_success"
 BASELINE_INTERVAL_START = "data_interval_start"
 BASELINE_RUN_AFTER = "run_after"
+#: Run types whose window ends at the run's data interval end.
+BOUNDED_RUN_TYPES = ("scheduled", "backfill")
 
 
 @dataclass(frozen=True)
@@ -77,16 +88,25 @@ class CommitWindow:
     """What one run of the sensor looks at: commits after ``baseline`` up to ``horizon``.
 
     ``horizon`` is None for a live window (the branch head when checked), or the commit id that
-    closes the window. ``recorded_head``/``recorded_commits`` are set when an earlier attempt of
-    this run already found the answer.
+    closes the window. ``opens_at`` is the data interval end a bounded window still waits for.
+    ``scanned`` is the last head an earlier check of this live window looked at without a match:
+    the next check starts there. ``recorded_head``/``recorded_commits`` are set when an earlier
+    attempt of this run already found the answer.
     """
 
     baseline: str
     baseline_rule: str
     horizon: str | None = None
     horizon_as_of: str | None = None
+    opens_at: datetime | None = None
+    scanned: str | None = None
     recorded_head: str | None = None
     recorded_commits: tuple[str, ...] = ()
+
+    @property
+    def start(self) -> str:
+        """Where the next check starts: after the last head checked, else after the baseline."""
+        return self.scanned or self.baseline
 
     @property
     def closed(self) -> bool:
@@ -236,8 +256,25 @@ class LakeFSCommitSensor(BaseSensorOperator):
         else:
             baseline, rule = self._resolve_baseline(hook, context)
             self._write_record(context, {"baseline": baseline, "baseline_rule": rule})
-        horizon, horizon_as_of = self._resolve_horizon(hook, context)
-        return CommitWindow(baseline=baseline, baseline_rule=rule, horizon=horizon, horizon_as_of=horizon_as_of)
+        scanned = (record or {}).get("scanned") or getattr(self, "_scanned", None)
+        horizon, horizon_as_of, opens_at = self._resolve_horizon(hook, context)
+        return CommitWindow(
+            baseline=baseline,
+            baseline_rule=rule,
+            horizon=horizon,
+            horizon_as_of=horizon_as_of,
+            opens_at=opens_at,
+            scanned=str(scanned) if scanned and horizon is None else None,
+        )
+
+    def _advance(self, context: Mapping[str, Any], window: CommitWindow, head: str) -> None:
+        """Record that the live window was checked up to ``head`` without a match: start there next time."""
+        if head == window.start:
+            return
+        self._scanned = head
+        self._write_record(
+            context, {"baseline": window.baseline, "baseline_rule": window.baseline_rule, "scanned": head}
+        )
 
     def _resolve_baseline(self, hook: LakeFSHook, context: Mapping[str, Any]) -> tuple[str, str]:
         if self.since_commit:
@@ -259,14 +296,19 @@ class LakeFSCommitSensor(BaseSensorOperator):
             ref=self.branch,
         )
 
-    def _resolve_horizon(self, hook: LakeFSHook, context: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    def _resolve_horizon(
+        self, hook: LakeFSHook, context: Mapping[str, Any]
+    ) -> tuple[str | None, str | None, datetime | None]:
+        """``(horizon commit, its as-of time, time the window still waits for)``; all None when live."""
         dag_run = context.get("dag_run")
-        run_type = str(getattr(getattr(dag_run, "run_type", None), "value", getattr(dag_run, "run_type", "")))
+        run_type = plain_value(getattr(dag_run, "run_type", None))
         end = _as_datetime(_context_value(context, "data_interval_end"))
-        if run_type == "backfill" and end is not None and end <= datetime.now(timezone.utc):
-            commit = hook.branch_head_as_of(self.repository, self.branch, end)
-            return commit.id, end.isoformat()
-        return None, None
+        if run_type not in BOUNDED_RUN_TYPES or end is None:
+            return None, None, None
+        if end > datetime.now(timezone.utc):
+            return None, end.isoformat(), end
+        commit = hook.branch_head_as_of(self.repository, self.branch, end)
+        return commit.id, end.isoformat(), None
 
     # ------------------------------------------------------------------ checks
 
@@ -274,10 +316,16 @@ class LakeFSCommitSensor(BaseSensorOperator):
         """The head looked at and the matching commits after the baseline up to it, oldest first."""
         commit_filter = self._commit_filter()
         head = window.horizon or hook.get_branch_head(self.repository, self.branch)
-        if head == window.baseline:
+        if head in (window.baseline, window.start):
             return head, []
         try:
-            commits = matching_commits(hook, self.repository, head, window.baseline, commit_filter)
+            try:
+                commits = matching_commits(hook, self.repository, head, window.start, commit_filter)
+            except CommitNotAncestorError:
+                if window.start == window.baseline:
+                    raise
+                # The branch moved back between checks: look at the whole window again.
+                commits = matching_commits(hook, self.repository, head, window.baseline, commit_filter)
         except CommitNotAncestorError as exc:
             raise CommitNotAncestorError(
                 f"Baseline commit {window.baseline} ({window.baseline_rule}) is no longer in the history of "
@@ -287,7 +335,7 @@ class LakeFSCommitSensor(BaseSensorOperator):
             ) from exc
         return head, commits
 
-    def _replay(self, hook: LakeFSHook, window: CommitWindow) -> list[dict[str, Any]]:
+    def _replay(self, hook: LakeFSHook, window: CommitWindow, context: Mapping[str, Any]) -> list[dict[str, Any]]:
         assert window.recorded_head is not None
         if not hook.is_ancestor(self.repository, window.recorded_head, self.branch):
             raise CommitNotAncestorError(
@@ -302,12 +350,22 @@ class LakeFSCommitSensor(BaseSensorOperator):
             len(window.recorded_commits),
             window.recorded_head,
         )
+        self._hand_over(context, window.recorded_head, window.recorded_commits)
         return [hook.get_commit(self.repository, commit_id).to_dict() for commit_id in window.recorded_commits]
+
+    def _hand_over(self, context: Mapping[str, Any], head: str, commit_ids: Sequence[str]) -> None:
+        """Tell the run's downstream operators what was detected: they pin ``head`` (rule ``sensor``)."""
+        ti = context.get("ti")
+        if ti is None:
+            return
+        detection = Detection(self.repository, self.branch, head, tuple(commit_ids), "sensor", self.task_id)
+        ti.xcom_push(key=DETECTION_XCOM_KEY, value=detection.to_dict())
 
     def _succeed(
         self, context: Mapping[str, Any], window: CommitWindow, head: str, commits: Sequence[LakeFSCommit]
     ) -> list[dict[str, Any]]:
         self.detected_head = head
+        self._hand_over(context, head, [commit.id for commit in commits])
         self._write_record(
             context,
             {
@@ -330,8 +388,8 @@ class LakeFSCommitSensor(BaseSensorOperator):
     def _closed_and_empty(self, window: CommitWindow) -> None:
         message = (
             f"No matching commit on {self._where()} after {window.baseline} up to {window.horizon}, the head as "
-            f"of this backfilled run's data interval end {window.horizon_as_of}; newer commits are never "
-            "seen by this run"
+            f"of this run's data interval end {window.horizon_as_of}; newer commits belong to the next run's "
+            "window, never to this one"
         )
         if self.soft_fail:
             raise AirflowSkipException(message)
@@ -344,7 +402,9 @@ class LakeFSCommitSensor(BaseSensorOperator):
         try:
             window = self.resolve_window(hook, context)
             if window.replay:
-                return PokeReturnValue(is_done=True, xcom_value=self._replay(hook, window))
+                return PokeReturnValue(is_done=True, xcom_value=self._replay(hook, window, context))
+            if self._wait_for_interval_end(window):
+                return False
             head, commits = self.find_new_commits(hook, window)
         except LakeFSUnavailableError as exc:
             self.log.warning("lakeFS unreachable, will check again: %s", exc)
@@ -353,8 +413,20 @@ class LakeFSCommitSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=True, xcom_value=self._succeed(context, window, head, commits))
         if window.closed:
             self._closed_and_empty(window)
+        self._advance(context, window, head)
         self.log.info("No new matching commit on %s after %s yet (head %s)", self._where(), window.baseline, head)
         return False
+
+    def _wait_for_interval_end(self, window: CommitWindow) -> bool:
+        """Whether a bounded window's data interval end is still ahead (the run waits for it)."""
+        if window.opens_at is None:
+            return False
+        self.log.info(
+            "This run sees commits on %s up to its data interval end %s; waiting for it to pass",
+            self._where(),
+            window.opens_at.isoformat(),
+        )
+        return True
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -362,17 +434,27 @@ class LakeFSCommitSensor(BaseSensorOperator):
         hook = self._hook()
         window = self.resolve_window(hook, context)
         if window.replay:
-            return self._replay(hook, window)
+            return self._replay(hook, window, context)
+        if self._wait_for_interval_end(window):
+            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+            assert window.opens_at is not None
+            self.defer(
+                trigger=DateTimeTrigger(moment=window.opens_at),
+                method_name="execute_after_interval_end",
+                timeout=timedelta(seconds=float(self.timeout)),
+            )
         head, commits = self.find_new_commits(hook, window)
         if commits:
             return self._succeed(context, window, head, commits)
         if window.closed:
             self._closed_and_empty(window)
+        self._advance(context, window, head)
         self.defer(
             trigger=LakeFSCommitTrigger(
                 repository=self.repository,
                 branch=self.branch,
-                baseline_commit=window.baseline,
+                baseline_commit=head,
                 lakefs_conn_id=self.lakefs_conn_id,
                 prefixes=self.prefixes,
                 objects=self.objects,
@@ -383,6 +465,10 @@ class LakeFSCommitSensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),
         )
+
+    def execute_after_interval_end(self, context: Context, event: Any = None) -> Any:
+        """Resume once a bounded window's data interval end has passed: check the closed window."""
+        return self.execute(context)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Resume after the trigger: record and return the commits, or raise the trigger's error."""
@@ -400,7 +486,11 @@ class LakeFSCommitSensor(BaseSensorOperator):
                 f"not for {self._where()}"
             )
         commits = [LakeFSCommit.from_dict(item) for item in event.get("commits") or ()]
-        window = CommitWindow(baseline=str(event["baseline"]), baseline_rule=self._baseline_rule(context))
+        record = self._read_record(context) or {}
+        window = CommitWindow(
+            baseline=str(record.get("baseline") or event["baseline"]),
+            baseline_rule=str(record.get("baseline_rule", "")),
+        )
         return self._succeed(context, window, str(event["head"]), commits)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -408,9 +498,6 @@ class LakeFSCommitSensor(BaseSensorOperator):
         from airflow_mlrepo.lineage.operator_lineage import sensor_on_complete
 
         return sensor_on_complete(self, getattr(self, "detected_head", None))
-
-    def _baseline_rule(self, context: Mapping[str, Any]) -> str:
-        return str((self._read_record(context) or {}).get("baseline_rule", ""))
 
 
 __all__ = ["STATE_KEY", "CommitWindow", "LakeFSCommitSensor"]

@@ -207,13 +207,20 @@ class LakeFSCommitTrigger(_CommitTriggerBase, BaseTrigger):
             yield _error_event(exc, **facts)
             return
         self.log.info("Waiting for commits after %s on %s", self.baseline_commit, self._where)
+        # The window moves forward as the wait goes on: each walk starts at the last head checked
+        # without a match, so a long wait on a busy branch never walks more than one poll's commits.
         scanned_up_to = self.baseline_commit
         failures = 0
         while True:
             try:
                 head = await poller.branch_head(self._head_max_age)
                 if head != scanned_up_to:
-                    commits = await poller.new_commits(self.baseline_commit, head)
+                    try:
+                        commits = await poller.new_commits(scanned_up_to, head)
+                    except CommitNotAncestorError:
+                        if scanned_up_to == self.baseline_commit:
+                            raise
+                        commits = await poller.new_commits(self.baseline_commit, head)
                     if commits:
                         self.log.info("%d new commit(s) on %s, newest %s", len(commits), self._where, commits[-1].id)
                         yield _event(
@@ -309,8 +316,9 @@ class LakeFSCommitEventTrigger(_CommitTriggerBase, BaseEventTrigger):
     starts: commits made while the triggerer was down fire once after it is back, and commits
     that already fired do not fire again. With no watermark yet the watcher starts at
     ``since_commit`` if given, else at the branch head when it first runs (history is not
-    replayed). A reset branch (watermark no longer in its history) is logged as an error and the
-    watcher carries on from the new head without firing.
+    replayed). A reset branch (watermark no longer in its history) fires an event with
+    ``"reset": true`` (``commits`` empty, ``previous_commit_id`` the old head) when the watched
+    paths differ between the old and the new head, and the watcher carries on from the new head.
 
     :param since_commit: commit id to start from the first time (before any watermark exists).
     """
@@ -362,18 +370,21 @@ class LakeFSCommitEventTrigger(_CommitTriggerBase, BaseEventTrigger):
             "updated_at": time.time(),
         }
 
-    def payload(self, previous: str, head: str, commits: Sequence[LakeFSCommit]) -> dict[str, Any]:
+    def payload(
+        self, previous: str, head: str, commits: Sequence[LakeFSCommit], *, reset: bool = False
+    ) -> dict[str, Any]:
         """The event payload for one batch (see the class docstring)."""
-        return {
-            ASSET_EVENT_KEY: {
-                "repository": self.repository,
-                "branch": self.branch,
-                "commit_id": head,
-                "commits": [commit.id for commit in commits],
-                "previous_commit_id": previous,
-                "source": SOURCE_WATCHER,
-            }
+        facts: dict[str, Any] = {
+            "repository": self.repository,
+            "branch": self.branch,
+            "commit_id": head,
+            "commits": [commit.id for commit in commits],
+            "previous_commit_id": previous,
+            "source": SOURCE_WATCHER,
         }
+        if reset:
+            facts["reset"] = True
+        return {ASSET_EVENT_KEY: facts}
 
     async def _retrying(self, what: str, action: Callable[[], Any]) -> Any:
         """Run ``action`` until it succeeds, backing off on any failure (a watcher never gives up)."""
@@ -440,16 +451,21 @@ class LakeFSCommitEventTrigger(_CommitTriggerBase, BaseEventTrigger):
             try:
                 head = await poller.branch_head(self._head_max_age)
                 if head != watermark:
+                    reset = False
                     try:
                         commits = await poller.new_commits(watermark, head)
                     except CommitNotAncestorError as exc:
-                        self.log.error("%s; carrying on from the new head %s without firing", exc, head)
+                        # The branch was reset or force-moved: its data changed without new commits.
+                        reset = await poller.reset_changed_paths(watermark, head)
+                        self.log.warning(
+                            "%s; %s", exc, "firing a reset event" if reset else "the watched paths are the same"
+                        )
                         commits = []
                     previous, watermark = watermark, head
                     pending = head
-                    if commits:
+                    if commits or reset:
                         self.log.info("%d new commit(s) on %s up to %s", len(commits), self._where, head)
-                        yield _event(self.payload(previous, head, commits))
+                        yield _event(self.payload(previous, head, commits, reset=reset))
                         settle_deadline = time.monotonic() + WATERMARK_SETTLE_SECONDS
                 if failures:
                     self.log.info("lakeFS is reachable again for %s", self._where)

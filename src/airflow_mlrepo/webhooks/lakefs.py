@@ -5,12 +5,15 @@ commit or merge and POSTs the event as JSON. This FastAPI app, mounted in the ap
 :class:`~airflow_mlrepo.webhooks.plugin.LakeFSWebhookPlugin` under ``/mlrepo``, answers
 ``POST /mlrepo/lakefs/events``:
 
-1. **Authenticate**: header ``X-Mlrepo-Webhook-Secret`` must equal the shared secret
+1. **Authenticate** from the headers alone, before any of the body is read: header
+   ``X-Mlrepo-Webhook-Secret`` must equal the shared secret
    (``hmac.compare_digest``). The secret comes from ``[mlrepo] webhook_secret``
    (``AIRFLOW__MLREPO__WEBHOOK_SECRET``), else from the Airflow Variable named by
    ``[mlrepo] webhook_secret_variable`` (default ``mlrepo_lakefs_webhook_secret``). lakeFS fills the
    header from ``{{ ENV.LAKEFSACTION_MLREPO_WEBHOOK_SECRET }}``. The secret is never logged.
    Missing or wrong: **401**. No secret configured: **503** (the receiver refuses everything).
+   Then the body is read as a stream capped at :data:`MAX_BODY_BYTES`: a ``Content-Length`` over it
+   is refused with **413** before reading, a chunked body as soon as it passes the cap (**413**).
 2. **Validate**: a JSON object (else **400**) with lakeFS's event fields; ``event_type`` must be
    ``post-commit`` or ``post-merge`` and ``branch_id`` and ``commit_id`` present (else **422**).
 3. **Map**: the active assets with a ``lakefs://<repository>/...`` URI that at least one DAG is
@@ -42,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from airflow_mlrepo import changes
 from airflow_mlrepo.exceptions import (
     InvalidLakeFSLocationError,
+    InvalidWebhookEventError,
     LakeFSError,
     LakeFSUnavailableError,
 )
@@ -130,6 +134,28 @@ class LakeFSActionEvent(BaseModel):
         }
         facts.update({key: value for key, value in optional.items() if value})
         return facts
+
+
+def parse_lakefs_event(body: bytes) -> LakeFSActionEvent:
+    """The lakeFS event in a webhook body; :class:`InvalidWebhookEventError` (400 or 422) otherwise."""
+    try:
+        raw = json.loads(body or b"null")
+    except (ValueError, RecursionError):
+        raise InvalidWebhookEventError("the body is not JSON", status=400) from None
+    if not isinstance(raw, dict):
+        raise InvalidWebhookEventError("the body must be a JSON object (a lakeFS action event)", status=400)
+    try:
+        return LakeFSActionEvent.model_validate(raw)
+    except (ValidationError, RecursionError) as exc:
+        errors = (
+            [
+                {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+            if isinstance(exc, ValidationError)
+            else [{"field": "", "message": "nested too deeply"}]
+        )
+        raise InvalidWebhookEventError("not a lakeFS post-commit/post-merge event", status=422, errors=errors) from None
 
 
 @dataclass(frozen=True)
@@ -268,8 +294,35 @@ def lakefs_path_checker() -> PathChecker:
     return touches
 
 
-def _problem(status: int, message: str, **facts: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": message, **facts})
+def _problem(status: int, message: str, *, close: bool = False, **facts: Any) -> JSONResponse:
+    # ``close``: the answer comes before the body was read, so the connection cannot be reused
+    headers = {"Connection": "close"} if close else None
+    return JSONResponse(status_code=status, content={"detail": message, **facts}, headers=headers)
+
+
+async def read_capped_body(request: Request, limit: int) -> bytes | JSONResponse:
+    """The request body, read as a stream of at most ``limit`` bytes; a 400/413 answer otherwise.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a body without
+    one (chunked transfer encoding) or one longer than it declared is refused as soon as it passes
+    the limit, so the receiver never holds more than ``limit`` bytes of a request.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            return _problem(400, f"invalid Content-Length header {declared[:40]!r}", close=True)
+        if length > limit:
+            return _problem(413, f"body of {length} bytes is larger than {limit} bytes", close=True)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            return _problem(413, f"body larger than {limit} bytes", close=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(
@@ -290,47 +343,43 @@ def create_app(
 
     @app.post(EVENTS_ROUTE)
     async def receive_lakefs_event(request: Request) -> JSONResponse:
-        body = await request.body()
         # The secret may come from the metadata DB (a Variable) and recording writes to it:
         # blocking work runs in the thread pool, not on the event loop.
-        return await run_in_threadpool(_authenticate_and_handle, request, body)
+        refused = await run_in_threadpool(_authenticate, request)
+        if refused is not None:
+            return refused
+        body = await read_capped_body(request, MAX_BODY_BYTES)
+        if isinstance(body, JSONResponse):
+            return body
+        return await run_in_threadpool(_handle, body)
 
-    def _authenticate_and_handle(request: Request, body: bytes) -> JSONResponse:
-        # Authenticate before looking at the body: unauthenticated callers learn nothing else.
+    def _authenticate(request: Request) -> JSONResponse | None:
+        """Check the shared secret from the headers alone: nothing of the body is read before this."""
         try:
             secret = secret_provider()
         except Exception as exc:
             log.error("lakeFS webhook receiver cannot read its secret: %s", type(exc).__name__)
-            return _problem(503, "the webhook receiver cannot read its shared secret")
+            return _problem(503, "the webhook receiver cannot read its shared secret", close=True)
         if not secret:
             return _problem(
                 503,
                 "the webhook receiver has no shared secret: set [mlrepo] webhook_secret or the Airflow "
                 f"Variable '{DEFAULT_SECRET_VARIABLE}'",
+                close=True,
             )
         offered = request.headers.get(SECRET_HEADER, "")
         if not offered or not hmac.compare_digest(offered.encode(), secret.encode()):
             log.warning("Rejected a lakeFS webhook call from %s: missing or wrong secret", _client(request))
-            return _problem(401, f"missing or wrong {SECRET_HEADER} header")
-        return _handle(body)
+            return _problem(401, f"missing or wrong {SECRET_HEADER} header", close=True)
+        return None
 
     def _handle(body: bytes) -> JSONResponse:
-        if len(body) > MAX_BODY_BYTES:
-            return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
-            raw = json.loads(body or b"null")
-        except ValueError:
-            return _problem(400, "the body is not JSON")
-        if not isinstance(raw, dict):
-            return _problem(400, "the body must be a JSON object (a lakeFS action event)")
-        try:
-            event = LakeFSActionEvent.model_validate(raw)
-        except ValidationError as exc:
-            errors = [
-                {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-                for error in exc.errors(include_url=False, include_input=False)
-            ]
-            return _problem(422, "not a lakeFS post-commit/post-merge event", errors=errors)
+            event = parse_lakefs_event(body)
+        except InvalidWebhookEventError as exc:
+            if exc.errors:
+                return _problem(exc.status, str(exc), errors=exc.errors)
+            return _problem(exc.status, str(exc))
         assert event.branch_id is not None
         assert event.commit_id is not None
         facts = event.asset_event_facts()
@@ -402,4 +451,6 @@ __all__ = [
     "MetadataDBAssetEventRecorder",
     "ScheduledAsset",
     "create_app",
+    "parse_lakefs_event",
+    "read_capped_body",
 ]

@@ -219,6 +219,15 @@ class LakeFSBranchPoller:
         """The branch's head commit id (see :meth:`LakeFSAsyncHook.get_branch_head`)."""
         return await self.hook.get_branch_head(self.repository, self.branch, max_age=max_age)
 
+    async def reset_changed_paths(self, before: str, head: str) -> bool:
+        """Whether the watched paths differ between ``before`` and ``head`` (a reset: no common line needed)."""
+        if self.commit_filter.paths.any_path:
+            return True
+        hook = await self.hook.sync_hook()
+        return await asyncio.to_thread(
+            changes.commit_changed, hook, self.repository, head, self.commit_filter.paths, parent=before
+        )
+
     async def new_commits(self, baseline: str, head: str) -> list[LakeFSCommit]:
         """Matching commits after ``baseline`` up to and including ``head``, oldest first.
 
