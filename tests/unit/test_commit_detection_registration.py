@@ -28,13 +28,16 @@ def test_declared_modules_and_handlers_import() -> None:
     assert asset_uris["schemes"] == ["lakefs"]
     assert callable(_import(asset_uris["handler"]))
     assert callable(_import(asset_uris["factory"]))
-    (plugin,) = info["plugins"]
-    assert _import(plugin["plugin-class"]) is LakeFSWebhookPlugin
+    plugins = {plugin["name"]: _import(plugin["plugin-class"]) for plugin in info["plugins"]}
+    assert plugins["airflow_mlrepo_lakefs_webhook"] is LakeFSWebhookPlugin
+    assert all(issubclass(plugin, AirflowPlugin) for plugin in plugins.values())
 
 
 def test_webhook_plugin_is_an_airflow_plugin_entry_point_mounting_the_receiver() -> None:
-    (entry,) = [ep for ep in entry_points(group="airflow.plugins") if ep.value.startswith("airflow_mlrepo")]
-    assert entry.load() is LakeFSWebhookPlugin
+    ours = {ep.name: ep for ep in entry_points(group="airflow.plugins") if ep.value.startswith("airflow_mlrepo")}
+    declared = {plugin["name"] for plugin in get_provider_info()["plugins"]}
+    assert set(ours) == declared, "every provider-declared plugin is also an airflow.plugins entry point"
+    assert ours["airflow_mlrepo_lakefs_webhook"].load() is LakeFSWebhookPlugin
     assert issubclass(LakeFSWebhookPlugin, AirflowPlugin)
     (app,) = LakeFSWebhookPlugin.fastapi_apps
     assert app["url_prefix"] == URL_PREFIX == "/mlrepo"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Where included code may come from: the example DAGs, the example containers and the container SDK they run
-#: on, all executed by tests.
-EXAMPLE_ROOTS = ("dags/", "docker/", "sdk/")
+#: Where included code may come from, all executed by tests: the example DAGs, the example containers, the
+#: container SDK they run on, and the docs' own examples (docs/examples/; tests/integration/test_container_example.py).
+EXAMPLE_ROOTS = ("dags/", "docker/", "sdk/", "docs/examples/")
 EMBEDS = [
     ("docs/how-to/write-a-dag.md", "dags/iris_daily.py"),
     ("docs/how-to/retrain-and-predict-on-commits.md", "dags/iris_training.py"),

@@ -21,7 +21,7 @@ writer's facets.
 
 Each facet's JSON schema ships inside the package (``airflow_mlrepo/lineage/schemas/<version>/``,
 see :func:`schema_path`) and its ``_schemaURL`` is the immutable URL of that very file in the
-project's repository at the commit that introduced it (:data:`SCHEMA_COMMIT`; the spec asks for a
+project's repository at the commit that introduced it (:data:`SCHEMA_COMMITS`; the spec asks for a
 tag or a sha, never a branch); ``tests/unit/test_lineage_schemas.py`` checks that the file at that
 commit is byte for byte the one shipped. Every facet our code builds, standard or ours, carries our
 :data:`PRODUCER`.
@@ -43,9 +43,7 @@ PRODUCER = "https://github.com/airflow-mlrepo/airflow-mlrepo"
 FACET_SCHEMA_VERSION = "1-1-0"
 SCHEMA_COMMIT = "6581d386d6c5a2d70b668d5167d489172dc9573c"
 SCHEMA_REPOSITORY_PATH = f"src/airflow_mlrepo/lineage/schemas/{FACET_SCHEMA_VERSION}"
-SCHEMA_URL_BASE = (
-    f"https://raw.githubusercontent.com/airflow-mlrepo/airflow-mlrepo/{SCHEMA_COMMIT}/{SCHEMA_REPOSITORY_PATH}"
-)
+SCHEMA_REPOSITORY_URL = "https://raw.githubusercontent.com/airflow-mlrepo/airflow-mlrepo"
 SCHEMA_DIR = Path(__file__).with_name("schemas") / FACET_SCHEMA_VERSION
 
 LAKEFS_COMMIT_FACET = "lakefs_commit"
@@ -63,8 +61,20 @@ CONTAINER_FACET = "mlrepo_container"
 DATUMS_FACET = "mlrepo_datums"
 
 
+#: The commit that introduced each facet's schema file at :data:`SCHEMA_REPOSITORY_PATH` (a facet
+#: added later names its own commit; a changed schema gets a new version, never a new commit here).
+SCHEMA_COMMITS: dict[str, str] = {
+    "LakeFSCommitDatasetFacet": SCHEMA_COMMIT,
+    "MlrepoPinInputDatasetFacet": SCHEMA_COMMIT,
+    "MlrepoModelChoiceRunFacet": SCHEMA_COMMIT,
+    "MlrepoContainerRunFacet": SCHEMA_COMMIT,
+    "MlrepoDatumsRunFacet": "2f92a320fe96ac3e35f640f7e14c9bba8a64f03e",
+}
+
+
 def schema_url(facet_class: str) -> str:
-    return f"{SCHEMA_URL_BASE}/{facet_class}.json#/$defs/{facet_class}"
+    commit = SCHEMA_COMMITS[facet_class]
+    return f"{SCHEMA_REPOSITORY_URL}/{commit}/{SCHEMA_REPOSITORY_PATH}/{facet_class}.json#/$defs/{facet_class}"
 
 
 def schema_path(facet_class: str) -> Path:
