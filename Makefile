@@ -16,7 +16,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: install browser stack stack-down kubernetes demo docs lint unit integration e2e e2e-kubernetes test frameworks-install frameworks benchmark clean
+.PHONY: test-pending install browser stack stack-down kubernetes demo docs lint unit integration e2e e2e-kubernetes test frameworks-install frameworks benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,7 +87,12 @@ e2e-kubernetes: install browser
 
 test: lint browser
 	$(BIN)/mlrepo stack up
-	$(BIN)/pytest tests/unit tests/integration tests/e2e -m "unit or integration or e2e"
+	$(BIN)/pytest tests/unit tests/integration tests/e2e -m "(unit or integration or e2e) and not pending"
+
+# Tests written but not yet green in a whole CI run (marker `pending`, listed in docs/ci.md).
+test-pending: install browser
+	$(BIN)/mlrepo stack up
+	$(BIN)/pytest tests/integration tests/e2e -m pending
 
 frameworks: install frameworks-install
 	$(BIN)/mlrepo stack up
