@@ -104,7 +104,8 @@ def test_backfill_through_the_ui_form_then_open_a_task_and_its_extra_links(
     backfills = airflow_e2e.get("/backfills", dag_id="iris_training")["backfills"]
     (backfill,) = [b for b in backfills if b["from_date"].startswith(FROM.strftime("%Y-%m-%dT%H:%M"))]
     assert backfill["to_date"].startswith(TO.strftime("%Y-%m-%dT%H:%M"))
-    assert backfill["dag_run_conf"] == {"C": 0.5}
+    # The form sends every DAG param: C as typed, publish_to at its default.
+    assert backfill["dag_run_conf"] == {"C": 0.5, "publish_to": "auto"}
 
     def finished() -> list[dict[str, Any]] | None:
         runs = [
