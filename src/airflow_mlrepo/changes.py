@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -287,6 +288,8 @@ def commits_in_period(
 MAX_WALK_COMMITS = DEFAULT_MAX_COMMITS
 #: Commits read per log page (lakeFS's maximum).
 _PAGE = 1000
+#: A lakeFS commit id in full (a SHA-256 in hex), as opposed to a branch, tag or ref expression.
+_FULL_COMMIT_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def commits_between(
@@ -308,17 +311,19 @@ def commits_between(
     validate_ref(baseline)
     validate_ref(head)
     limit = MAX_WALK_COMMITS if max_commits is None else max_commits
-    base = hook.get_commit(repository, baseline)
     tip = hook.get_commit(repository, head)
-    if tip.id == base.id:
+    # A full commit id needs no lookup before the ancestry check: a reset branch costs two calls.
+    base_id = baseline if _FULL_COMMIT_ID.fullmatch(baseline) else hook.resolve_commit_id(repository, baseline)
+    if tip.id == base_id:
         return []
-    if not hook.is_ancestor(repository, base.id, tip.id):
+    if not hook.is_ancestor(repository, base_id, tip.id):
         raise CommitNotAncestorError(
-            f"Commit {base.id} is not in the history of '{head}' ({tip.id}) in repository '{repository}': "
+            f"Commit {base_id} is not in the history of '{head}' ({tip.id}) in repository '{repository}': "
             "the branch was reset or force-moved",
             repository=repository,
             ref=head,
         )
+    base = hook.get_commit(repository, base_id)
     walk = _Walk(hook, repository, base, limit, where=f"'{head}' of repository '{repository}'")
     return walk.first_parent_chain(tip) if first_parent else walk.reachable(tip)
 

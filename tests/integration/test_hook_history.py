@@ -59,8 +59,13 @@ def test_commits_since_sees_commits_brought_in_by_a_merge(hook: LakeFSHook, repo
     assert all_new[-1].id == merge_id
     first_parent = hook.commits_since(repo, "main", base.id, first_parent=True)
     assert [c.id for c in first_parent] == [m1.id, merge_id]
-    # merge commits are never path matches; the commit they bring in is
-    assert [c.id for c in hook.commits_since(repo, "main", base.id, prefixes=["feature/"])] == [f1.id]
+    # the commit a merge brings in changed the path, and so did the merge, against its first parent
+    # (docs/concepts/detection-windows.md); the commit made on main itself did not
+    assert [c.id for c in hook.commits_since(repo, "main", base.id, prefixes=["feature/"])] == [f1.id, merge_id]
+    assert [c.id for c in hook.commits_since(repo, "main", base.id, prefixes=["main/"])] == [m1.id]
+    assert [c.id for c in hook.commits_since(repo, "main", base.id, prefixes=["feature/"], first_parent=True)] == [
+        merge_id
+    ]
 
 
 def test_reset_branch_is_detected_without_walking_history(hook: LakeFSHook, repo: str) -> None:

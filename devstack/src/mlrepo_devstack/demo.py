@@ -427,6 +427,11 @@ def delete_earlier_runs(url: str, dag_ids: Sequence[str]) -> int:
             answer.raise_for_status()
             for run in answer.json()["dag_runs"]:
                 quoted = urllib.parse.quote(run["dag_run_id"], safe="")
+                if run["state"] in ("queued", "running"):
+                    # Airflow refuses to delete a run that is not finished: end it first.
+                    ended = client.patch(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}", json={"state": "failed"})
+                    if ended.status_code not in (200, 404):
+                        raise DemoError(f"could not end run {run['dag_run_id']} of {dag_id}: {ended.text}")
                 deleted = client.delete(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")
                 if deleted.status_code not in (204, 404):
                     raise DemoError(f"could not delete run {run['dag_run_id']} of {dag_id}: {deleted.text}")
