@@ -18,6 +18,15 @@ def _string_field(label: str, description: str, *, secret: bool = False) -> dict
     return {"label": label, "description": description, "schema": schema}
 
 
+#: Modules of the operators users put in DAGs (training, inference, datums, revert, the pod base).
+OPERATOR_MODULES = ("training", "inference", "datums", "revert", "pod")
+#: Every extra link an operator of this provider shows.
+EXTRA_LINKS = (
+    "airflow_mlrepo.links.lakefs.LakeFSOutputCommitLink",
+    "airflow_mlrepo.links.marquez.MarquezRunLink",
+)
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-mlrepo",
@@ -62,6 +71,20 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
+        "integrations": [
+            {
+                "integration-name": "lakeFS",
+                "external-doc-url": "https://docs.lakefs.io/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "lakeFS",
+                "python-modules": [f"airflow_mlrepo.operators.{module}" for module in OPERATOR_MODULES],
+            }
+        ],
+        "extra-links": list(EXTRA_LINKS),
         "hooks": [
             {
                 "integration-name": "lakeFS",
@@ -104,9 +127,19 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "config": {
             "mlrepo": {
-                "description": "airflow-mlrepo settings. The lakeFS webhook receiver (POST /mlrepo/lakefs/events "
-                "on the api-server) reads them.",
+                "description": "airflow-mlrepo settings: the container runner, the lakeFS webhook receiver "
+                "(POST /mlrepo/lakefs/events on the api-server), the Provenance tab, the Marquez link and the "
+                "lineage outbox.",
                 "options": {
+                    "runner": {
+                        "description": "Where training and inference containers run: kubernetes (a pod per "
+                        "attempt, KubernetesPodOperator) or local (a process on the worker, for development "
+                        "and CI). Empty: the MLREPO_RUNNER environment variable, else kubernetes.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "local",
+                        "default": "",
+                    },
                     "webhook_secret": {
                         "description": "Shared secret lakeFS sends in the X-Mlrepo-Webhook-Secret header. "
                         "When empty, the Airflow Variable named by webhook_secret_variable is used; when "

@@ -20,8 +20,8 @@ import pytest
 
 # The example is installed by `make install` (pip install -e docker/iris); a missing install fails loudly.
 from mlrepo_iris import dataset, seed, train
+from mlrepo_iris.model_io import json_bytes
 from mlrepo_sdk import contract
-from mlrepo_sdk.model_io import json_bytes
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.integration.conftest import LakeFSServer

@@ -19,10 +19,10 @@ DISTRIBUTIONS = {
     "mlrepo-iris-example": ("docker/iris/mlrepo_iris", "mlrepo_iris"),
 }
 OWN_MODULES = {module: name for name, (_, module) in DISTRIBUTIONS.items()}
-#: Imports still undeclared on purpose, until the rest of issue 12 lands (the provider's CLI still
-#: holds `mlrepo stack|demo`; the SDK's model_io still reads the iris example's dataset helpers).
-#: The test fails when one is no longer needed, so the list only shrinks.
-KNOWN_UNDECLARED = {"airflow-mlrepo": {"mlrepo-devstack"}, "mlrepo-sdk": {"mlrepo-iris-example"}}
+#: Imports undeclared on purpose (none left: the provider's CLI takes `mlrepo stack|demo` from the
+#: dev stack through entry points, and the iris example holds the model I/O it shares). The test
+#: fails when one is no longer needed, so the list only shrinks.
+KNOWN_UNDECLARED: dict[str, set[str]] = {}
 #: Declared for what Airflow loads at run time, never imported by our code (the metadata DB drivers).
 RUNTIME_ONLY = {"mlrepo-devstack": {"asyncpg", "psycopg2-binary"}}
 

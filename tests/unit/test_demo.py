@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from mlrepo_devstack import cli as devstack_cli
 from mlrepo_devstack import demo
 
 from airflow_mlrepo import cli
@@ -96,7 +97,7 @@ def test_install_dags_copies_the_two_example_dags_beside_the_users_own(tmp_path:
 def test_cli_knows_demo_and_provenance() -> None:
     parser = cli.build_parser()
     args = parser.parse_args(["demo", "--home", "/tmp/x"])
-    assert args.handler is cli._demo
+    assert args.handler is devstack_cli._demo
     assert args.home == Path("/tmp/x")
     args = parser.parse_args(["provenance", "lakefs://r/main/p", "--json"])
     assert args.handler is cli._provenance

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from mlrepo_iris import command
 from mlrepo_iris.dataset import FEATURES, IrisDataError, format_number, write_csv
-from mlrepo_sdk.model_io import finish_inference, start_inference
+from mlrepo_iris.model_io import finish_inference, start_inference
 
 from mlrepo_h2o.train import GENMODEL_JAR, POJO_CLASS, POJO_DIRECTORY
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlrepo_iris import command
 from mlrepo_iris.dataset import FEATURES, LABEL, IrisDataError
-from mlrepo_sdk.model_io import (
+from mlrepo_iris.model_io import (
     METRICS_FILE,
     json_bytes,
     read_directory,

@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from collections import Counter
 from typing import TYPE_CHECKING, Any
-
-from mlrepo_sdk.contract import LakeFSLocation, read_contract
-from mlrepo_sdk.lakefs_io import LakeFS
-from mlrepo_sdk.model_io import json_bytes
 
 from mlrepo_iris import command
 from mlrepo_iris.dataset import (
@@ -36,10 +31,13 @@ from mlrepo_iris.dataset import (
     read_inference,
     write_csv,
 )
+from mlrepo_iris.model_io import json_bytes, open_contract
 from mlrepo_iris.train import MODEL_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from mlrepo_sdk.contract import LakeFSLocation
 
 PROG = "mlrepo_iris.predict"
 INPUT = "input_data"
@@ -89,12 +87,7 @@ def predict_files(model: Any, model_bytes: bytes, files: Sequence[DataFile]) -> 
 
 
 def predict(log: command.Progress) -> None:
-    contract = read_contract(os.environ, inputs=[INPUT], model=True)
-    for line in contract.describe():
-        log(line)
-    for warning in contract.warnings():
-        log.warn(warning)
-    lakefs = LakeFS(contract.lakefs)
+    contract, lakefs = open_contract(log, inputs=[INPUT], model=True)
     assert contract.model is not None
     location = contract.model
     path = model_path(location)

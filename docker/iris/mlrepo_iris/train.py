@@ -16,18 +16,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import pickle
 import platform
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from mlrepo_sdk.contract import PARAMS, ContractError, read_contract
-from mlrepo_sdk.lakefs_io import LakeFS
-from mlrepo_sdk.model_io import json_bytes
+from mlrepo_sdk.contract import PARAMS, ContractError
 
 from mlrepo_iris import command
 from mlrepo_iris.dataset import FEATURES, DataFile, IrisDataError, digest, read_training
+from mlrepo_iris.model_io import json_bytes, open_contract
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -142,14 +140,9 @@ def model_pickle(model: object) -> bytes:
 
 
 def train(log: command.Progress) -> None:
-    contract = read_contract(os.environ, inputs=[INPUT])
+    contract, lakefs = open_contract(log, inputs=[INPUT])
     params = hyperparameters(contract.params)
-    for line in contract.describe():
-        log(line)
     log(f"hyperparameters: {json.dumps(params, sort_keys=True)}")
-    for warning in contract.warnings():
-        log.warn(warning)
-    lakefs = LakeFS(contract.lakefs)
     source = contract.inputs[INPUT]
     files = [DataFile(source.relative(path), content) for path, content in lakefs.read_all(source, suffix=".csv")]
     if not files:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlrepo_iris import command
-from mlrepo_sdk.model_io import finish_inference, start_inference
+from mlrepo_iris.model_io import finish_inference, start_inference
 
 from mlrepo_pmml.evaluate import class_names, predict_labels
 from mlrepo_pmml.train import MODEL_FILE

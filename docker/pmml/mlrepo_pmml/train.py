@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlrepo_iris import command
 from mlrepo_iris.dataset import FEATURES, LABEL, IrisDataError
-from mlrepo_sdk.model_io import METRICS_FILE, json_bytes, start_training, training_metrics, upload_files
+from mlrepo_iris.model_io import METRICS_FILE, json_bytes, start_training, training_metrics, upload_files
 
 from mlrepo_pmml.evaluate import predict_labels
 

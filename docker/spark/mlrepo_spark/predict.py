@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from mlrepo_iris import command
 from mlrepo_iris.dataset import FEATURES, IrisDataError
-from mlrepo_sdk.model_io import finish_inference, start_inference
+from mlrepo_iris.model_io import finish_inference, start_inference
 
 from mlrepo_spark.session import local_spark
 from mlrepo_spark.train import MODEL_DIRECTORY, PREDICTION_COLUMN

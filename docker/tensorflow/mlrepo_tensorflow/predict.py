@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from mlrepo_iris import command
 from mlrepo_iris.dataset import IrisDataError
-from mlrepo_sdk.model_io import finish_inference, start_inference
+from mlrepo_iris.model_io import finish_inference, start_inference
 
 from mlrepo_tensorflow.train import CLASSES_FILE, MODEL_FILE, quiet_tensorflow
 

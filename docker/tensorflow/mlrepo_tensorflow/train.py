@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlrepo_iris import command
-from mlrepo_sdk.model_io import METRICS_FILE, json_bytes, start_training, training_metrics, upload_files
+from mlrepo_iris.model_io import METRICS_FILE, json_bytes, start_training, training_metrics, upload_files
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

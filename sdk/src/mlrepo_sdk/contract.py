@@ -6,6 +6,12 @@ Everything a container needs arrives as environment variables: its pinned inputs
 (``MLREPO_RUN``) and how to reach lakeFS (``LAKEFS_ENDPOINT``, ``LAKEFS_ACCESS_KEY_ID``,
 ``LAKEFS_SECRET_ACCESS_KEY``). :func:`read_contract` checks all of it before any I/O and
 reports every missing or malformed variable by name in one :class:`ContractError`.
+
+This module is the contract's one definition, both sides of it: the provider's operators write the
+environment with :func:`container_environment` and :func:`credential_environment`, containers read
+it with :func:`read_contract`. Credentials are kept apart from the rest: the local runner passes
+them as process environment, the Kubernetes runner only through a Kubernetes Secret
+(``secretKeyRef``), never as literal values in the pod spec.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 INPUTS = "MLREPO_INPUTS"
 INPUT_PREFIX = "MLREPO_INPUT_"
@@ -26,6 +32,7 @@ OUTPUT_BRANCH = "MLREPO_OUTPUT_BRANCH"
 OUTPUT_PATH = "MLREPO_OUTPUT_PATH"
 PARAMS = "MLREPO_PARAMS"
 RUN = "MLREPO_RUN"
+#: Datum tasks only: the datums of this task, as JSON (``[{"id", "files": {input: [paths]}, "output"}]``).
 DATUMS = "MLREPO_DATUMS"
 LAKEFS_ENDPOINT = "LAKEFS_ENDPOINT"
 LAKEFS_ACCESS_KEY_ID = "LAKEFS_ACCESS_KEY_ID"
@@ -36,6 +43,16 @@ LAKECTL_ALIASES: dict[str, str] = {
     LAKEFS_ENDPOINT: "LAKECTL_SERVER_ENDPOINT_URL",
     LAKEFS_ACCESS_KEY_ID: "LAKECTL_CREDENTIALS_ACCESS_KEY_ID",
     LAKEFS_SECRET_ACCESS_KEY: "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY",
+}
+
+#: Secret-bearing variables and the key each reads from the Kubernetes Secret.
+CREDENTIAL_VARIABLES: dict[str, str] = {
+    LAKEFS_ACCESS_KEY_ID: "access_key_id",
+    LAKEFS_SECRET_ACCESS_KEY: "secret_access_key",
+    "LAKECTL_CREDENTIALS_ACCESS_KEY_ID": "access_key_id",
+    "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY": "secret_access_key",
+    "AWS_ACCESS_KEY_ID": "access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "secret_access_key",
 }
 
 #: the name of the model among the inputs of an inference task (``MLREPO_INPUTS["model"]``).
@@ -344,3 +361,63 @@ def _json_object(environ: Mapping[str, str], variable: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ContractError(f"{variable} must be a JSON object, got {type(value).__name__}: {raw[:200]!r}")
     return value
+
+
+# --- the writer side: what the provider's operators put in a container's environment ---------------
+
+
+class OutputLocation(Protocol):
+    """Where an attempt writes: a lakeFS location (the provider's ``LakeFSLocation`` or this module's)."""
+
+    @property
+    def uri(self) -> str: ...
+    @property
+    def repository(self) -> str: ...
+    @property
+    def ref(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+
+class PinnedLocation(Protocol):
+    """A pinned input as the provider hands it over (``airflow_mlrepo.pinning.PinnedInput``)."""
+
+    @property
+    def location(self) -> OutputLocation: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def container_environment(
+    *,
+    pins: Mapping[str, PinnedLocation],
+    output: OutputLocation,
+    endpoint: str,
+    hyperparameters: Mapping[str, Any],
+    run: Mapping[str, Any],
+    model_input: str | None = None,
+) -> dict[str, str]:
+    """Every non-secret variable of the contract, for pinned ``pins`` and the attempt's ``output``."""
+    env = {
+        INPUTS: json.dumps({name: pin.to_dict() for name, pin in sorted(pins.items())}, sort_keys=True),
+        OUTPUT: output.uri,
+        OUTPUT_REPOSITORY: output.repository,
+        OUTPUT_BRANCH: output.ref,
+        OUTPUT_PATH: output.path,
+        PARAMS: json.dumps(dict(hyperparameters), sort_keys=True),
+        RUN: json.dumps(dict(run), sort_keys=True),
+        LAKEFS_ENDPOINT: endpoint,
+        LAKECTL_ALIASES[LAKEFS_ENDPOINT]: endpoint,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+    }
+    for name, pin in pins.items():
+        env[input_variable(name)] = pin.location.uri
+    if model_input is not None:
+        env[MODEL] = pins[model_input].location.uri
+    return env
+
+
+def credential_environment(access_key_id: str, secret_access_key: str) -> dict[str, str]:
+    """The secret variables with their values (local runner only)."""
+    values = {"access_key_id": access_key_id, "secret_access_key": secret_access_key}
+    return {variable: values[key] for variable, key in CREDENTIAL_VARIABLES.items()}

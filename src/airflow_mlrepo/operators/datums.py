@@ -33,8 +33,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, TaskGroup
+from mlrepo_sdk import contract
 
-from airflow_mlrepo import contract
 from airflow_mlrepo.changes import ADDED, REMOVED, changed_paths
 from airflow_mlrepo.datums import (
     REPROCESS_EVERY_JOB,

@@ -31,8 +31,8 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import models as k8s
+from mlrepo_sdk import contract
 
-from airflow_mlrepo import contract
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError, PodPlanMissingError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage.ids import task_lineage_ids

@@ -20,6 +20,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlrepo_sdk.contract import PARAMS, Contract, ContractError, LakeFSLocation, read_contract
+from mlrepo_sdk.lakefs_io import LakeFS, LakeFSError
+
 from mlrepo_iris.dataset import (
     PREDICTIONS_HEADER,
     DataFile,
@@ -31,9 +34,6 @@ from mlrepo_iris.dataset import (
     read_training,
     write_csv,
 )
-
-from mlrepo_sdk.contract import PARAMS, Contract, ContractError, LakeFSLocation, read_contract
-from mlrepo_sdk.lakefs_io import LakeFS, LakeFSError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -105,16 +105,21 @@ class TrainingRun:
         return sorted(set(self.data.labels))
 
 
-def start_training(log: Progress, accepted: Mapping[str, Spec]) -> tuple[TrainingRun, dict[str, Any]]:
-    """Read the contract and every ``*.csv`` of the pinned training data; check the hyperparameters."""
-    contract = read_contract(os.environ, inputs=[TRAINING_INPUT])
-    params = hyperparameters(contract.params, accepted)
+def open_contract(log: Progress, *, inputs: Sequence[str], model: bool = False) -> tuple[Contract, LakeFS]:
+    """Read and check the contract, log what it says (never the credentials) and connect to lakeFS."""
+    contract = read_contract(os.environ, inputs=inputs, model=model)
     for line in contract.describe():
         log(line)
-    log(f"hyperparameters: {json.dumps(params, sort_keys=True)}")
     for warning in contract.warnings():
         log.warn(warning)
-    lakefs = LakeFS(contract.lakefs)
+    return contract, LakeFS(contract.lakefs)
+
+
+def start_training(log: Progress, accepted: Mapping[str, Spec]) -> tuple[TrainingRun, dict[str, Any]]:
+    """Read the contract and every ``*.csv`` of the pinned training data; check the hyperparameters."""
+    contract, lakefs = open_contract(log, inputs=[TRAINING_INPUT])
+    params = hyperparameters(contract.params, accepted)
+    log(f"hyperparameters: {json.dumps(params, sort_keys=True)}")
     source = contract.inputs[TRAINING_INPUT]
     files = [DataFile(source.relative(path), content) for path, content in lakefs.read_all(source, suffix=".csv")]
     if not files:
@@ -216,12 +221,7 @@ class InferenceRun:
 
 def start_inference(log: Progress) -> InferenceRun:
     """Read the contract, every object of the pinned model prefix and every ``*.csv`` of the input."""
-    contract = read_contract(os.environ, inputs=[INFERENCE_INPUT], model=True)
-    for line in contract.describe():
-        log(line)
-    for warning in contract.warnings():
-        log.warn(warning)
-    lakefs = LakeFS(contract.lakefs)
+    contract, lakefs = open_contract(log, inputs=[INFERENCE_INPUT], model=True)
     assert contract.model is not None
     model = contract.model
     model_files = {
