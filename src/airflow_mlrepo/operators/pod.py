@@ -36,7 +36,7 @@ from mlrepo_sdk import contract
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError, PodPlanMissingError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage.ids import task_lineage_ids
-from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, OUTPUT_COMMIT_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_XCOM_KEY, LakeFSOutputCommitLink, record_output_commit_url
 from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.links.marquez import LINEAGE_IDS_XCOM_KEY, MarquezRunLink
 from airflow_mlrepo.local_runner import LocalProcess
@@ -182,6 +182,9 @@ class LakeFSPodOperator(KubernetesPodOperator):
         #: What this attempt pinned and produced, for get_openlineage_facets_on_complete/failure.
         self.pinned_inputs: dict[str, PinnedInput] = {}
         self.output_commit_id: str | None = None
+        #: What the extra links show for this attempt (None: no commit / no lineage ids yet; links/).
+        self.output_commit_url: str | None = None
+        self.openlineage_ids: dict[str, str] | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -431,10 +434,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
         self.pinned_inputs = dict(plan.pins)
         ids = task_lineage_ids(context["ti"])
         if ids is not None:
-            context["ti"].xcom_push(
-                key=LINEAGE_IDS_XCOM_KEY,
-                value={"namespace": ids.namespace, "job_name": ids.job_name, "run_id": ids.run_id},
-            )
+            self.openlineage_ids = {"namespace": ids.namespace, "job_name": ids.job_name, "run_id": ids.run_id}
+            context["ti"].xcom_push(key=LINEAGE_IDS_XCOM_KEY, value=self.openlineage_ids)
 
     # ------------------------------------------------------------------ lineage
 
@@ -630,7 +631,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
     def finish(self, context: Context, plan: AttemptPlan, commit_id: str, *, reused: bool) -> dict[str, Any]:
         settings = self.lakefs_hook.settings
         url = LakeFSUI(settings.browser_url).commit(plan.target.repository, commit_id)
-        context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
+        record_output_commit_url(self, context["ti"], url)
         context["ti"].xcom_push(key=OUTPUT_COMMIT_XCOM_KEY, value=plan.target.with_ref(commit_id).uri)
         attach_outlet_events(context, self.outlets, plan.target, commit_id, task=f"{self.dag_id}.{self.task_id}")
         self.output_commit_id = commit_id
