@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX
+from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
 from tests.integration.commits import commit_file
 from tests.integration.dag_runs import (
     AIRFLOW,

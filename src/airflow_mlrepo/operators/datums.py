@@ -56,8 +56,9 @@ from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from airflow_mlrepo.links.lakefs import LakeFSOutputCommitLink, record_output_commit_url
 from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
+from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
 from airflow_mlrepo.operators.inference import MODEL_INPUT, MODEL_LATEST, model_policy, pin_model
-from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX, AttemptPlan, LakeFSPodOperator
+from airflow_mlrepo.operators.pod import AttemptPlan, LakeFSPodOperator
 from airflow_mlrepo.pinning import PinnedInput, check_against_first_attempt, pin_input
 from airflow_mlrepo.provenance import FINGERPRINT, airflow_task_url, build_provenance, fingerprint
 
