@@ -1,10 +1,10 @@
 """``mlrepo``: the command line of airflow-mlrepo.
 
 One sub-parser per command group (``mlrepo provenance``, ``mlrepo recompute``, ``mlrepo lineage``,
-``mlrepo cleanup``): a ``_add_<group>_commands(groups)`` function that sets ``handler`` defaults. Other distributions add
-groups through the entry point group ``airflow_mlrepo.cli`` (a callable taking the sub-parsers; the
-dev stack adds ``mlrepo stack`` and ``mlrepo demo`` so) and default endpoints through
-``airflow_mlrepo.cli_environment`` (a callable returning ``LAKEFS_ENDPOINT``,
+``mlrepo cleanup``): a ``_add_<group>_commands(groups)`` function that sets ``handler`` defaults.
+Other distributions add groups through the entry point group ``airflow_mlrepo.cli`` (a callable
+taking the sub-parsers; the dev stack adds ``mlrepo stack`` and ``mlrepo demo`` so) and default
+endpoints through ``airflow_mlrepo.cli_environment`` (a callable returning ``LAKEFS_ENDPOINT``,
 ``LAKEFS_ACCESS_KEY_ID``, ``LAKEFS_SECRET_ACCESS_KEY``, ``AIRFLOW_API_URL``, ``MARQUEZ_URL``, used
 when no Airflow connection or configuration names them).
 """
