@@ -69,6 +69,8 @@ class AirflowHome:
         env["AIRFLOW_HOME"] = str(self.path)
         env["AIRFLOW__CORE__DAGS_FOLDER"] = str(self.dags_folder)
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{self.path / 'airflow.db'}"
+        # a loaded machine (CI, two cores shared) can take longer than the default 30 s to import a DAG
+        env.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "120")
         return env
 
     def clone(self, target: Path) -> AirflowHome:
