@@ -90,7 +90,7 @@ def test_every_event_we_emit_and_every_facet_in_it_follows_its_schema(
         for dataset in document["inputs"] + document["outputs"]:
             keys |= set(dataset["facets"]) | set(dataset.get("inputFacets") or {})
         keys |= set(document["run"]["facets"]) | set(document["job"]["facets"])
-    assert keys >= {"version", "datasetType", "lakefs_commit", "mlrepo_pin", "mlrepo_modelChoice", "mlrepo_container"}
+    assert keys >= {"version", "datasetType", "lakefs_commit", "mlrepo_pins", "mlrepo_modelChoice", "mlrepo_container"}
     assert keys >= {"executionParameters", "parent", "jobType"}
 
 
