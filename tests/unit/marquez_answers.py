@@ -51,24 +51,32 @@ def _run(run_id: str, state: str = "COMPLETED") -> dict[str, Any]:
     }
 
 
-def _version(dataset: tuple[str, str], commit: str, created_by: str, hash_: str) -> dict[str, Any]:
-    """A version-list item: its ``version`` is the row's uuid, not the hash runs list (``hash_``)."""
+def _dataset_fields(dataset: tuple[str, str]) -> dict[str, Any]:
+    """What a dataset item and a dataset-version item of Marquez 0.51.1 have in common."""
     namespace, name = dataset
-    repository = namespace.removeprefix("lakefs://")
-    branch, _, path = name.partition("/")
     return {
         "id": {"namespace": namespace, "name": name},
         "type": "DB_TABLE",
         "name": name,
         "physicalName": name,
         "createdAt": "2026-12-01T08:20:04.300Z",
-        "version": "24e4cd51-9049-4248-" + hash_[-17:],
         "namespace": namespace,
         "sourceName": "default",
         "fields": [],
         "tags": [],
-        "lifecycleState": "",
         "description": None,
+    }
+
+
+def _version(dataset: tuple[str, str], commit: str, created_by: str, hash_: str) -> dict[str, Any]:
+    """A version-list item: its ``version`` is the row's uuid, not the hash runs list (``hash_``)."""
+    namespace, name = dataset
+    repository = namespace.removeprefix("lakefs://")
+    branch, _, path = name.partition("/")
+    return {
+        **_dataset_fields(dataset),
+        "version": "24e4cd51-9049-4248-" + hash_[-17:],
+        "lifecycleState": "",
         "currentSchemaVersion": "fc693c59-2d0b-4f57-9a7e-1d3f5a0c4e21",
         "createdByRun": _run(created_by),
         "facets": {
@@ -106,21 +114,11 @@ def _upstream_run(run_id: str, job: str, inputs: list[tuple[tuple[str, str], str
 
 def _dataset(dataset: tuple[str, str], current_version: str) -> dict[str, Any]:
     """A ``GET /api/v1/namespaces/{ns}/datasets`` item (Dataset in openapi.yml, as 0.51.1 answers)."""
-    namespace, name = dataset
     return {
-        "id": {"namespace": namespace, "name": name},
-        "type": "DB_TABLE",
-        "name": name,
-        "physicalName": name,
-        "createdAt": "2026-12-01T08:20:04.300Z",
+        **_dataset_fields(dataset),
         "updatedAt": "2026-12-01T08:30:04.300Z",
-        "namespace": namespace,
-        "sourceName": "default",
-        "fields": [],
-        "tags": [],
         "lastModifiedAt": None,
         "lastLifecycleState": "",
-        "description": None,
         "currentVersion": current_version,
         "columnLineage": None,
         "facets": {},

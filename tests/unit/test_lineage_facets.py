@@ -216,6 +216,19 @@ def _commit(commit_id: str, metadata: dict[str, str]) -> LakeFSCommit:
     return LakeFSCommit(commit_id, (), "someone", "msg", COMMIT_TIME, metadata)
 
 
+def use_history_commits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lineage reads commits from a stand-in lakeFS: training data and input pushed by people, the
+    model commit written by TRAINING_RUN (its provenance metadata)."""
+    hook = _CommitsHook(
+        {
+            TRAIN_COMMIT: _commit(TRAIN_COMMIT, {}),
+            INPUT_COMMIT: _commit(INPUT_COMMIT, {}),
+            MODEL_COMMIT: _commit(MODEL_COMMIT, {"mlrepo.output_kind": "model", **TRAINING_RUN.commit_metadata()}),
+        }
+    )
+    monkeypatch.setattr(operator_lineage, "_lineage_hook", lambda _op: hook)
+
+
 def _event(lineage: OperatorLineage[Any, Any], state: RunState = RunState.COMPLETE) -> dict[str, Any]:
     event = RunEvent(
         eventType=state,

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 
-from airflow_mlrepo.lineage import facets, operator_lineage
+from airflow_mlrepo.lineage import facets
 from airflow_mlrepo.lineage.marquez_reader import commit_of
 from airflow_mlrepo.lineage.outbox import OutboxConfig, OutboxTransport
 from tests.openlineage_validation import validate_event
@@ -69,16 +69,7 @@ def stored_version_facets(events: list[dict[str, Any]], dataset: tuple[str, str]
 
 def _history(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train model commit 3…3, then two predictions read it: one at ``latest``, one ``as_of`` an instant."""
-    hook = examples._CommitsHook(
-        {
-            examples.TRAIN_COMMIT: examples._commit(examples.TRAIN_COMMIT, {}),
-            examples.INPUT_COMMIT: examples._commit(examples.INPUT_COMMIT, {}),
-            examples.MODEL_COMMIT: examples._commit(
-                examples.MODEL_COMMIT, {"mlrepo.output_kind": "model", **examples.TRAINING_RUN.commit_metadata()}
-            ),
-        }
-    )
-    monkeypatch.setattr(operator_lineage, "_lineage_hook", lambda _op: hook)
+    examples.use_history_commits(monkeypatch)
     train = examples._training()
     train.pinned_inputs = {
         "training_data": examples._pin(
