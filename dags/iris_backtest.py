@@ -60,9 +60,10 @@ def backtest_range(context: dict[str, Any]) -> tuple[datetime, datetime]:
 
 
 def input_commits(hook: LakeFSHook, start: datetime, end: datetime) -> list[str]:
-    """Commits of the input branch made in ``[start, end)`` that changed ``batches/``, oldest first.
+    """Commits that reached the input branch in ``[start, end)`` and changed ``batches/``, parents first.
 
-    The repository's first commit (no parent, no data) does not count.
+    See docs/concepts/detection-windows.md: commits merged into the branch in the range count, however
+    old; the repository's first commit (no parent, no data) does not.
     """
     found = commits_in_period(
         hook, INPUT_REPO, BRANCH, start, end, PathFilter.build(["batches/"]), limit=INPUT_LOG_LIMIT

@@ -5,8 +5,8 @@ the webhook receiver and the backtest DAG):
 
 * **Which commits** on a branch, after a baseline commit and up to a head, changed paths P?
   :func:`commits_after` (paths only) and :func:`matching_commits` (paths, first-parent and commit
-  metadata: a :class:`CommitFilter`). :func:`commits_in_period` is the same question bounded by
-  creation time instead of commits.
+  metadata: a :class:`CommitFilter`). :func:`commits_in_period` is the same question with the
+  baseline and the bound found by time (the branch heads as of the window's start and end).
 * **Did paths P change** in a commit, compared with its parent (or any other commit)?
   :func:`commit_changed`, and :func:`changed_locations` for the paths of several asset locations.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -270,18 +271,42 @@ def commits_in_period(
     *,
     limit: int,
 ) -> list[LakeFSCommit]:
-    """First-parent commits of ``branch`` created in ``[start, end)`` that changed ``paths``, oldest first.
+    """The commits that reached ``branch`` in ``[start, end)`` and changed ``paths``, parents first.
 
-    Looks at the newest ``limit`` first-parent commits. The repository's first commit (no parent,
-    no data) does not count.
+    The same question as :func:`commits_after`, with the baseline and the bound found by time: the
+    branch head as of just before ``start`` and as of just before ``end`` (the first-parent commit
+    the branch pointed at then; lakeFS keeps whole seconds). So a side branch merged inside the window
+    brings its commits however old they are, and a merge counts by its diff against its first
+    parent. Looks at the newest ``limit`` first-parent commits to find the two heads: a window older
+    than those starts at the oldest one looked at. The repository's first commit (no parent, no
+    data) never counts.
     """
-    commits = hook.log_commits(repository, branch, amount=limit, first_parent=True)
-    found = [
-        c
-        for c in commits
-        if c.parents and start <= c.created_at < end and commit_changed(hook, repository, c.id, paths)
-    ]
-    return found[::-1]
+    # The last whole second before each bound (lakeFS creation dates are whole seconds).
+    before_start, before_end = math.ceil(start.timestamp()) - 1, math.ceil(end.timestamp()) - 1
+    horizon: LakeFSCommit | None = None
+    baseline: str | None = None
+    oldest: LakeFSCommit | None = None
+    for commit in hook.log_commits(repository, branch, amount=limit, first_parent=True):
+        oldest = commit
+        if horizon is None and _made_by(commit, before_end):
+            horizon = commit
+        if horizon is not None and _made_by(commit, before_start):
+            baseline = commit.id
+            break
+    if horizon is None or not horizon.parents:
+        return []
+    if baseline is None:
+        assert oldest is not None
+        if not oldest.parents:
+            return []
+        baseline = oldest.parents[0]
+    return commits_after(hook, repository, horizon.id, baseline, paths, max_commits=MAX_WALK_COMMITS)
+
+
+def _made_by(commit: LakeFSCommit, cutoff: int) -> bool:
+    """Whether ``commit`` was made by ``cutoff``; the repository's first commit is older than everything
+    (data may be committed with past dates into a new repository)."""
+    return not commit.parents or commit.creation_date <= cutoff
 
 
 #: The most commits one walk may find before it gives up (see the module docstring).

@@ -27,6 +27,8 @@ from mlrepo_devstack.stack import airflow_services
 from mlrepo_devstack.stack.state import StackSettings, read_secrets
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
+from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_XCOM_KEY
+from airflow_mlrepo.locations import LakeFSLocation
 from tests.conftest import REAL_SERVICES
 
 
@@ -88,9 +90,9 @@ class AirflowE2E:
         result: dict[str, Any] = self.get(f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}")
         return result
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         quoted = urllib.parse.quote(run_id, safe="")
-        return self.get(f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/return_value")["value"]
+        return self.get(f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/{key}")["value"]
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 120.0, interval: float = 0.5) -> Any:
         deadline = time.monotonic() + timeout
@@ -129,6 +131,32 @@ class AirflowE2E:
 
     def log_of(self, service: str) -> str:
         return self.settings.log_path(f"airflow-{service}").read_text(errors="replace")
+
+
+@dataclass(frozen=True)
+class PublishedOutput:
+    """What a training or inference task published: its output commit, and the pins its metadata records."""
+
+    location: LakeFSLocation  # lakefs://repository/<commit id>/path
+    metadata: dict[str, str]
+
+    @property
+    def commit_id(self) -> str:
+        return self.location.ref
+
+    def pin(self, name: str) -> tuple[str, str]:
+        """(commit id, rule) of the input ``name``, from the commit's provenance metadata."""
+        return LakeFSLocation.parse(self.metadata[f"mlrepo.input.{name}"]).ref, self.metadata[
+            f"mlrepo.input.{name}.rule"
+        ]
+
+
+def published_output(
+    airflow_e2e: AirflowE2E, hook: LakeFSHook, dag_id: str, run_id: str, task_id: str
+) -> PublishedOutput:
+    """The output commit a pod operator's task pushed (XCom ``mlrepo_output_commit``) and its metadata."""
+    location = LakeFSLocation.parse(airflow_e2e.xcom(dag_id, run_id, task_id, OUTPUT_COMMIT_XCOM_KEY))
+    return PublishedOutput(location, dict(hook.get_commit(location.repository, location.ref).metadata))
 
 
 def lakefs_facts(event: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from tests.e2e.conftest import AirflowE2E, dump, lakefs_facts, new_dag_id
+from tests.e2e.conftest import AirflowE2E, dump, lakefs_facts, new_dag_id, published_output
 from tests.integration.dag_runs import COPY_JOB
 
 # Pending: not yet green in a whole CI run (docs/ci.md, 'Pending tests'); `make test-pending` runs it.
@@ -158,15 +158,14 @@ def test_sensor_training_inference_chain_pins_what_the_sensor_saw_also_after_a_c
 
         sensed = airflow_e2e.xcom(dag_id, run_id, "wait_for_data")
         assert [c["id"] for c in sensed] == [new.id]
-        trained = airflow_e2e.xcom(dag_id, run_id, "train")
-        assert trained["inputs"]["training_data"]["commit_id"] == new.id
-        assert trained["inputs"]["training_data"]["rule"] == "sensor"
-        model = hook.get_commit(models, trained["commit_id"])
+        trained = published_output(airflow_e2e, hook, dag_id, run_id, "train")
+        assert trained.pin("training_data") == (new.id, "sensor")
+        model = hook.get_commit(models, trained.commit_id)
         assert model.metadata["mlrepo.input.training_data"] == f"lakefs://{data}/{new.id}/data/"
         assert hook.read_object_bytes(models, model.id, "model/training_data-0.txt") == b"NEW\nOLD\n"
-        predicted = airflow_e2e.xcom(dag_id, run_id, "predict")
-        assert predicted["inputs"]["input_data"]["commit_id"] == new.id
-        assert predicted["inputs"]["model"]["commit_id"] == model.id
+        predicted = published_output(airflow_e2e, hook, dag_id, run_id, "predict")
+        assert predicted.pin("input_data")[0] == new.id
+        assert predicted.pin("model")[0] == model.id
 
         # Newer data, then clear the whole run: the sensor replays, training pins the same commit.
         hook.upload_object(data, "main", "data/newer.csv", b"newer\n")
@@ -178,9 +177,9 @@ def test_sensor_training_inference_chain_pins_what_the_sensor_saw_also_after_a_c
             240,
         )
         assert airflow_e2e.wait_for_run_state(dag_id, run_id, ("success", "failed"), 240) == "success"
-        again = airflow_e2e.xcom(dag_id, run_id, "train")
-        assert again["inputs"]["training_data"]["commit_id"] == new.id
-        assert again["commit_id"] == trained["commit_id"]  # the same work: found by its fingerprint
+        again = published_output(airflow_e2e, hook, dag_id, run_id, "train")
+        assert again.pin("training_data")[0] == new.id
+        assert again.commit_id == trained.commit_id  # the same work: found by its fingerprint
     finally:
         for name in (data, models, predictions):
             hook.delete_repository(name, missing_ok=True)
@@ -215,7 +214,9 @@ def test_two_quick_retrains_each_start_inference_with_their_own_model(
 
         retrains = airflow_e2e.wait_for("both retrains", lambda: finished(producer, 2), 300, interval=2.0)
         assert [r["state"] for r in retrains] == ["success", "success"]
-        model_commits = [airflow_e2e.xcom(producer, r["dag_run_id"], "train")["commit_id"] for r in retrains]
+        model_commits = [
+            published_output(airflow_e2e, hook, producer, r["dag_run_id"], "train").commit_id for r in retrains
+        ]
         assert len(set(model_commits)) == 2
         runs = airflow_e2e.wait_for("the inference runs", lambda: finished(consumer, 1), 300, interval=2.0)
         airflow_e2e.wait_for(
@@ -243,10 +244,10 @@ def test_two_quick_retrains_each_start_inference_with_their_own_model(
             assert all({"repository", "branch", "commit_id", "path"} <= set(f) for f in facts), facts
             assert {f["repository"] for f in facts} == {models}
             newest = sorted(events, key=lambda e: e["timestamp"])[-1]
-            predicted = airflow_e2e.xcom(consumer, run["dag_run_id"], "predict")
-            used[run["dag_run_id"]] = predicted["inputs"]["model"]["commit_id"]
+            predicted = published_output(airflow_e2e, hook, consumer, run["dag_run_id"], "predict")
+            used[run["dag_run_id"]], rule = predicted.pin("model")
             assert used[run["dag_run_id"]] == lakefs_facts(newest)["commit_id"]
-            assert predicted["inputs"]["model"]["rule"] == "asset_event"
+            assert rule == "asset_event"
         assert model_commits[0] in used.values() or len(runs) == 1
     finally:
         for name in (data, models, predictions):

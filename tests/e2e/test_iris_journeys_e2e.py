@@ -13,6 +13,10 @@ repository set and one set of DAGs per session):
    per day committed on a backtest branch;
 6. revert the model with ``iris_revert`` -> inference uses the previous model again; revert a bad
    training-data commit -> the watcher retrains without it;
+   6b. bad data end to end: a mislabelled training commit trains a model that predicts; ``mlrepo
+   provenance --downstream`` finds both; revert it, the watcher retrains; ``mlrepo recompute
+   --downstream`` clears the bad model's prediction run, which predicts again with the fixed model; no
+   current prediction derives from the bad commit;
 7. Marquez's lineage matches (needs a running Marquez: skipped with the stack's reason here).
 
 Commits carry past dates (lakeFS keeps any commit date given) so that past days hold data: the
@@ -26,11 +30,15 @@ runs the tasks, and the tasks run the iris container commands as local processes
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +47,7 @@ from mlrepo_devstack.stack import airflow_services
 from mlrepo_iris import seed
 
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
-from tests.e2e.conftest import AirflowE2E, IrisExample, lakefs_facts
+from tests.e2e.conftest import AirflowE2E, IrisExample, lakefs_facts, published_output
 
 RUN_TIMEOUT = 180.0
 TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -327,9 +335,6 @@ def test_5_backfill_the_backtest_over_past_days_commits_a_report(
     )
 
 
-# Pending (docs/ci.md): needs journeys 1-5 before it, so `make test-pending` alone does not run it
-# green; it moves into the journey order once it has passed once.
-@pytest.mark.pending
 def test_5b_a_backfill_of_training_leaves_mains_model_as_it_was(
     airflow_e2e: AirflowE2E, iris_example: IrisExample, journey: Journey, lakefs: LakeFSHook
 ) -> None:
@@ -350,9 +355,10 @@ def test_5b_a_backfill_of_training_leaves_mains_model_as_it_was(
     run = airflow_e2e.wait_for("the backfilled training run", finished_run, 2 * RUN_TIMEOUT, interval=2.0)
     journey.timings["backfill training 1 day -> model on its own branch"] = time.monotonic() - started
     assert run["state"] == "success", task_states(airflow_e2e, run)
-    published = airflow_e2e.xcom("iris_training", run["dag_run_id"], "train")
-    assert published["branch"].startswith("backfill-iris_training-"), published
-    backfilled = lakefs.get_commit(models, published["commit_id"])
+    published = published_output(airflow_e2e, lakefs, "iris_training", run["dag_run_id"], "train")
+    branches = lakefs.list_branches(models, prefix="backfill-iris_training-")
+    assert any(lakefs.is_ancestor(models, published.commit_id, branch) for branch in branches), branches
+    backfilled = lakefs.get_commit(models, published.commit_id)
     assert backfilled.metadata["mlrepo.run_id"] == run["dag_run_id"]
     assert backfilled.metadata["::lakefs::Airflow::run_type"] == "backfill"
     # Trained on the data as of the backfilled run's interval end (D-1 00:00: parts 1 and 2).
@@ -408,6 +414,107 @@ def test_6_revert_the_model_and_a_bad_training_commit(
     assert lakefs.read_object_bytes(models, retrained.id, "model/model.pkl") == first_pickle
     wait_for_run(airflow_e2e, "iris_inference", "the retrained model", published_by(retrain["dag_run_id"]))
     journey.models["retrained"] = retrained.id
+
+
+def mlrepo(*args: str) -> Any:
+    """Run the ``mlrepo`` command line as a user would (``--json``), and return what it printed."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("mlrepo")), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT * 3,
+        env=os.environ,
+    )
+    assert result.returncode == 0, f"mlrepo {' '.join(args)}: {result.stderr[-3000:]}"
+    return json.loads(result.stdout)
+
+
+def bad_training_csv(part: int) -> bytes:
+    """A training slice with its species labels swapped around: data a model must not be trained on."""
+    swap = {"setosa": "virginica", "virginica": "versicolor", "versicolor": "setosa"}
+    lines = seed.training_csv(part, 3).decode().splitlines()
+    head, rows = lines[0], [line.rsplit(",", 1) for line in lines[1:]]
+    return ("\n".join([head, *(f"{features},{swap[label]}" for features, label in rows)]) + "\n").encode()
+
+
+def test_6b_bad_data_find_what_it_caused_revert_retrain_recompute(
+    airflow_e2e: AirflowE2E, iris_example: IrisExample, journey: Journey, lakefs: LakeFSHook
+) -> None:
+    assert "retrained" in journey.models, "needs journey 6"
+    train, models, predictions = (
+        iris_example.repo("train"),
+        iris_example.repo("models"),
+        iris_example.repo("predictions"),
+    )
+    scan = ["--repository", models, "--repository", predictions]
+    started = time.monotonic()
+
+    # Bad training data lands: the watcher trains a model on it, and that model predicts.
+    lakefs.upload_object(train, "main", "data/part-3.csv", bad_training_csv(3))
+    bad = lakefs.commit(train, "main", "training data part 3 (mislabelled)", {"source": "e2e"})
+    training = wait_for_run(airflow_e2e, "iris_training", "the bad training commit", carries_commit(bad.id))
+    bad_model = lakefs.get_commit(models, "main")
+    assert bad_model.metadata["mlrepo.input.training_data"] == f"lakefs://{train}/{bad.id}/data/"
+    inference = wait_for_run(airflow_e2e, "iris_inference", "the bad model", published_by(training["dag_run_id"]))
+    (bad_prediction,) = prediction_commits(lakefs, predictions, inference["dag_run_id"])
+    assert bad_prediction.metadata["mlrepo.model.commit_id"] == bad_model.id
+
+    # Everything the bad commit caused: the model trained on it and the prediction that model made.
+    report = mlrepo("provenance", "--downstream", f"lakefs://{train}/{bad.id}", *scan)
+    derived = {(n["output_kind"], n["commit_id"]): n for n in _walk(report["derived"])}
+    assert ("model", bad_model.id) in derived, sorted(derived)
+    assert ("predictions", bad_prediction.id) in derived, sorted(derived)
+    assert derived[("predictions", bad_prediction.id)]["current"]
+
+    # Revert it: the watcher sees the revert commit and retrains without it; that model predicts too.
+    revert = airflow_e2e.send(
+        "POST", "/dags/iris_revert/dagRuns", {"logical_date": None, "conf": {"what": "training_data", "commit": bad.id}}
+    )
+    assert airflow_e2e.wait_for_run_state("iris_revert", revert["dag_run_id"], ("success", "failed")) == "success"
+    reverted = lakefs.get_commit(train, "main")
+    assert reverted.metadata["mlrepo.reverted_commit"] == bad.id
+    retrain = wait_for_run(airflow_e2e, "iris_training", "the bad commit's revert", carries_commit(reverted.id))
+    fixed_model = lakefs.get_commit(models, "main")
+    assert fixed_model.metadata["mlrepo.run_id"] == retrain["dag_run_id"]
+    wait_for_run(airflow_e2e, "iris_inference", "the fixed model", published_by(retrain["dag_run_id"]))
+
+    # Recompute what still derives from the bad commit: the bad model's prediction run is cleared and
+    # predicts again with the newest (fixed) model; the bad model itself needs the retrain, already done.
+    result = mlrepo(
+        "recompute",
+        "--downstream",
+        f"lakefs://{train}/{bad.id}",
+        *scan,
+        "--airflow-api",
+        airflow_e2e.base_url,
+        "--wait",
+        "--timeout",
+        str(RUN_TIMEOUT * 2),
+    )
+    cleared = {(entry["dag_id"], entry["run_id"]): entry["state"] for entry in result["cleared"]}
+    assert cleared == {("iris_inference", inference["dag_run_id"]): "success"}, result
+    assert any(not item["clearable"] and item["commit_id"] == bad_model.id for item in result["outputs"]), result
+    (recomputed, superseded) = prediction_commits(lakefs, predictions, inference["dag_run_id"])[:2]
+    assert superseded.id == bad_prediction.id
+    assert recomputed.metadata["mlrepo.model.commit_id"] == fixed_model.id
+    assert recomputed.metadata["mlrepo.input.input_data"] == bad_prediction.metadata["mlrepo.input.input_data"]
+    journey.timings["bad data -> found, reverted, retrained, recomputed"] = time.monotonic() - started
+
+    # Afterwards no current prediction derives from the bad commit, and the history is still there.
+    after = mlrepo("provenance", "--downstream", f"lakefs://{train}/{bad.id}", *scan)
+    nodes = list(_walk(after["derived"]))
+    assert not [n for n in nodes if n["output_kind"] == "predictions" and n["current"]], nodes
+    assert any(n["commit_id"] == bad_prediction.id and n["superseded_by"] == recomputed.id for n in nodes), nodes
+    newest = mlrepo("provenance", f"lakefs://{predictions}/{recomputed.id}/predictions/predictions.csv")
+    assert fixed_model.id in json.dumps(newest)
+    assert bad_model.id not in json.dumps(newest)
+    journey.models["fixed"] = fixed_model.id
+
+
+def _walk(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for node in nodes:
+        yield node
+        yield from _walk(node["derived"])
 
 
 def test_7_marquez_lineage_matches_what_happened(

@@ -21,6 +21,8 @@ import pytest
 from mlrepo_iris import seed
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
+from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_XCOM_KEY
+from airflow_mlrepo.locations import LakeFSLocation
 from tests.e2e.conftest import AirflowE2E, IrisExample
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,9 +76,6 @@ def pick_datetime(page: Any, index: int, when: datetime) -> None:
     page.keyboard.press("Escape")
 
 
-# Pending (docs/ci.md): since the publishing policy, a backfill's model lands on its own branch; the
-# lookup below reads the train task's return_value XCom, which these operators do not push (404).
-@pytest.mark.pending
 def test_backfill_through_the_ui_form_then_open_a_task_and_its_extra_links(
     airflow_e2e: AirflowE2E, iris_example: IrisExample, page: Any
 ) -> None:
@@ -131,9 +130,12 @@ def test_backfill_through_the_ui_form_then_open_a_task_and_its_extra_links(
     # A finished task: its page shows the extra links the API computes, the lakeFS one to the model commit.
     run_id = runs[-1]["dag_run_id"]
     # A backfill publishes to a branch of its own, never to main (docs/concepts/publishing.md).
-    published = airflow_e2e.xcom("iris_training", run_id, "train")
-    assert published["branch"].startswith("backfill-iris_training-"), published
-    model = lakefs.get_commit(iris_example.repo("models"), published["commit_id"])
+    published = LakeFSLocation.parse(airflow_e2e.xcom("iris_training", run_id, "train", OUTPUT_COMMIT_XCOM_KEY))
+    models = iris_example.repo("models")
+    backfill_branches = lakefs.list_branches(models, prefix="backfill-iris_training-")
+    assert any(lakefs.is_ancestor(models, published.ref, b) for b in backfill_branches), backfill_branches
+    assert not lakefs.is_ancestor(models, published.ref, "main"), "a backfill published to main"
+    model = lakefs.get_commit(models, published.ref)
     assert model.metadata["mlrepo.run_id"] == run_id
     assert model.metadata["mlrepo.input.training_data.rule"] == "as_of"
     assert json.loads(model.metadata["mlrepo.hyperparameters"]) == {"C": 0.5}

@@ -100,3 +100,31 @@ def test_a_long_wait_moves_its_start_forward_and_never_hits_the_walk_limit(
     assert payload["status"] == "success", payload
     assert [c["id"] for c in payload["commits"]] == [wanted]
     assert payload["baseline"] == baseline
+
+
+def _next_second() -> float:
+    """Sleep into the next wall-clock second and return it (lakeFS dates commits in whole seconds)."""
+    time.sleep(1.02 - (time.time() % 1))
+    return float(int(time.time()))
+
+
+def test_the_backtest_window_sees_a_side_branch_merged_inside_it_however_old_its_commits(
+    hook: LakeFSHook, repo: str
+) -> None:
+    commit_file(hook, repo, "main", "batches/0.csv", "0")
+    hook.create_branch(repo, "late", "main")
+    old = commit_file(hook, repo, "late", "batches/late.csv", "late")  # made before the window...
+    before = commit_file(hook, repo, "main", "batches/1.csv", "1")
+    start = datetime.fromtimestamp(_next_second(), tz=timezone.utc)
+    merge_id = hook.merge(repo, "late", "main", message="merge late")  # ...merged inside it
+    inside = commit_file(hook, repo, "main", "other/2.csv", "2")
+    end = datetime.fromtimestamp(_next_second(), tz=timezone.utc)
+    commit_file(hook, repo, "main", "batches/3.csv", "3")  # after the window
+
+    found = changes.commits_in_period(hook, repo, "main", start, end, changes.PathFilter.build(["batches/"]), limit=100)
+
+    # the side branch's commit and the merge that brought it; not `before`, not the commit after `end`,
+    # and not `inside`, which changed no batch
+    assert [c.id for c in found] == [old.id, merge_id]
+    assert inside.id not in [c.id for c in found]
+    assert before.id not in [c.id for c in found]

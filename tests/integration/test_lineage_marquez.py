@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
@@ -167,7 +169,33 @@ def test_marquez_shows_the_exact_commits_of_train_predict_and_a_historical_predi
     # registration left the training run as it was: one run, COMPLETED, its own end time
     training = marquez.run(train_run)
     assert training["state"] == "COMPLETED"
+    # the model version's facets are the commit only, whatever its three readers chose; each reader's
+    # choice is in its own run's facets (mlrepo_pins)
+    (model_version,) = [
+        v for v in marquez.dataset_versions(models_ns, "main/model") if v["createdByRun"]["id"] == train_run
+    ]
+    assert set(model_version["facets"]) == {"version", "lakefs_commit", "datasetType"}, model_version["facets"]
+    for run_id, rule in ((predict_run, "latest"), (current_run, "latest"), (historical_run, "as_of")):
+        document = marquez.run(run_id)
+        pins = {(pin["namespace"], pin["name"]): pin for pin in document["facets"]["mlrepo_pins"]["inputs"]}
+        assert pins[(models_ns, "main/model")]["rule"] == rule
+        assert pins[(models_ns, "main/model")]["commitId"] == model_commit.id
+        # the DAG run's START is its real start: Marquez shows it started before it ended
+        parent = marquez.run(document["facets"]["parent"]["run"]["runId"])
+        assert parent["startedAt"] is not None, parent
+        assert datetime.fromisoformat(parent["startedAt"]) <= datetime.fromisoformat(parent["endedAt"]), parent
+    # `mlrepo lineage show` walks the same route
+    shown = subprocess.run(
+        [str(Path(sys.executable).with_name("mlrepo")), "lineage", "show", historical_run, "--url", marquez_server.url],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, **({"MARQUEZ_API_KEY": marquez_server.api_key} if marquez_server.api_key else {})},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert f"commit {model_commit.id}" in shown.stdout
+    assert f"commit {first_input.id}" in shown.stdout
+    assert f"commit {train_commit.id}" in shown.stdout
     print("\n".join(render(lineage)))
+    print(shown.stdout)
 
 
 def test_no_event_is_lost_while_marquez_is_down_for_a_minute(

@@ -47,8 +47,24 @@ def _run(run_id: str, state: str = "COMPLETED") -> dict[str, Any]:
         "jobVersion": {"namespace": NAMESPACE, "name": "job", "version": "6a0b3f7e-61c5-3b6b-a0d6-2d3f0f1f0a11"},
         "inputDatasetVersions": [],
         "outputDatasetVersions": [],
-        "context": {},
         "facets": {},
+    }
+
+
+def _dataset_fields(dataset: tuple[str, str]) -> dict[str, Any]:
+    """What a dataset item and a dataset-version item of Marquez 0.51.1 have in common."""
+    namespace, name = dataset
+    return {
+        "id": {"namespace": namespace, "name": name},
+        "type": "DB_TABLE",
+        "name": name,
+        "physicalName": name,
+        "createdAt": "2026-12-01T08:20:04.300Z",
+        "namespace": namespace,
+        "sourceName": "default",
+        "fields": [],
+        "tags": [],
+        "description": None,
     }
 
 
@@ -58,18 +74,10 @@ def _version(dataset: tuple[str, str], commit: str, created_by: str, hash_: str)
     repository = namespace.removeprefix("lakefs://")
     branch, _, path = name.partition("/")
     return {
-        "id": {"namespace": namespace, "name": name},
-        "type": "DB_TABLE",
-        "name": name,
-        "physicalName": name,
-        "createdAt": "2026-12-01T08:20:04.300Z",
+        **_dataset_fields(dataset),
         "version": "24e4cd51-9049-4248-" + hash_[-17:],
-        "namespace": namespace,
-        "sourceName": "default",
-        "fields": [],
-        "tags": [],
         "lifecycleState": "",
-        "description": None,
+        "currentSchemaVersion": "fc693c59-2d0b-4f57-9a7e-1d3f5a0c4e21",
         "createdByRun": _run(created_by),
         "facets": {
             "version": {
@@ -104,6 +112,20 @@ def _upstream_run(run_id: str, job: str, inputs: list[tuple[tuple[str, str], str
     }
 
 
+def _dataset(dataset: tuple[str, str], current_version: str) -> dict[str, Any]:
+    """A ``GET /api/v1/namespaces/{ns}/datasets`` item (Dataset in openapi.yml, as 0.51.1 answers)."""
+    return {
+        **_dataset_fields(dataset),
+        "updatedAt": "2026-12-01T08:30:04.300Z",
+        "lastModifiedAt": None,
+        "lastLifecycleState": "",
+        "currentVersion": current_version,
+        "columnLineage": None,
+        "facets": {},
+        "deleted": False,
+    }
+
+
 def _versions_route(dataset: tuple[str, str]) -> str:
     return f"GET /api/v1/namespaces/{_q(dataset[0])}/datasets/{_q(dataset[1])}/versions?limit=100&offset=0"
 
@@ -132,8 +154,28 @@ def answers() -> dict[str, tuple[int, Any]]:
         _version(MODELS, NEWER_MODEL_COMMIT, NEWER_TRAIN_RUN, "3f1c4f8e-6f0d-3a4b-9d43-0b8b0f0e1a09"),
         _version(MODELS, MODEL_COMMIT, TRAIN_RUN, model_hash),
     ]
+    training = _upstream_run(TRAIN_RUN, "iris_training.train", [(DATA, data_hash, DATA_REGISTRATION)])
+    registration = _upstream_run(DATA_REGISTRATION, "lakefs_commit/main/data", [])
+    newer_training = _upstream_run(NEWER_TRAIN_RUN, "iris_training.train", [(DATA, data_hash, DATA_REGISTRATION)])
+    models_namespace = f"GET /api/v1/namespaces/{_q(MODELS[0])}/datasets?limit=100&offset=0"
     return {
         f"GET /api/v1/runlineage/upstream?runId={PREDICT_RUN}&depth=20": (200, upstream),
+        f"GET /api/v1/runlineage/upstream?runId={TRAIN_RUN}&depth=20": (200, {"runs": [training, registration]}),
+        f"GET /api/v1/runlineage/upstream?runId={NEWER_TRAIN_RUN}&depth=20": (
+            200,
+            {"runs": [newer_training, registration]},
+        ),
+        _versions_route(("lakefs://iris-models", "backtest-1/model")): (200, {"totalCount": 0, "versions": []}),
+        models_namespace: (
+            200,
+            {
+                "totalCount": 2,
+                "datasets": [
+                    _dataset(("lakefs://iris-models", "backtest-1/model"), "0b6e0e1c-5f59-4a53-8a1e-6b7c1c0f9d10"),
+                    _dataset(MODELS, model_versions[0]["version"]),
+                ],
+            },
+        ),
         _versions_route(MODELS): (200, {"totalCount": 2, "versions": model_versions}),
         _versions_route(BATCHES): (
             200,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
+from openlineage.client import OpenLineageClient
+from openlineage.client.event_v2 import RunState
+from openlineage.client.transport import Transport
 
 from airflow_mlrepo.lineage import dag_test_runs
 
@@ -46,3 +50,51 @@ def test_each_dag_test_invocation_gets_its_own_ids_and_other_runs_are_untouched(
     assert {run_id[:13] for run_id in (*first, *again)} == {provider_ids[0][:13]}
     dag_test_runs._test_runs.clear()
     assert _ids() == provider_ids
+
+
+class _Captured(Transport):
+    kind = "captured"
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event)
+
+
+def test_the_dag_run_start_of_a_dag_test_run_is_when_it_really_began_not_its_logical_date(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dag.test() sets the DAG run's start_date to the logical date: START must not carry it (issue 14, defect 9)."""
+    from airflow.providers.openlineage import conf
+    from airflow.providers.openlineage.plugins import listener
+
+    transport = _Captured()
+    adapter = OpenLineageAdapter(client=OpenLineageClient(transport=transport))
+    monkeypatch.setattr(listener, "get_openlineage_listener", lambda: SimpleNamespace(adapter=adapter))
+    monkeypatch.setattr(conf, "is_disabled", lambda: False)
+    now = datetime.now(timezone.utc)
+    logical = (now + timedelta(hours=1)).replace(microsecond=0)  # a logical date later than the run itself
+    task_started = now - timedelta(seconds=2)
+    dag_run = SimpleNamespace(
+        dag_id="iris_inference_start_time",
+        run_id="manual__x",
+        logical_date=logical,
+        run_after=now - timedelta(days=1),  # a re-run passes the earlier run's run_after
+        start_date=logical,
+        data_interval_start=logical,
+        data_interval_end=logical,
+        triggering_user_name=dag_test_runs.DAG_TEST_USER,
+        clear_number=0,
+    )
+    task_instance = SimpleNamespace(start_date=task_started, get_template_context=lambda: {"dag_run": dag_run})
+    try:
+        dag_test_runs.DagTestRunsListener().on_task_instance_running(None, task_instance)
+        dag_test_runs.DagTestRunsListener().on_task_instance_running(None, task_instance)  # second task: no repeat
+    finally:
+        dag_test_runs._test_runs.clear()
+    (start,) = transport.events
+    assert start.eventType == RunState.START
+    assert datetime.fromisoformat(start.eventTime) == task_started
+    assert datetime.fromisoformat(start.eventTime) <= datetime.now(timezone.utc)
+    assert dag_test_runs.dag_run_started_at(SimpleNamespace()) >= now  # no task start known: now

@@ -73,8 +73,8 @@ def test_a_commit_id_never_becomes_part_of_a_name() -> None:
 
 def test_every_commit_is_a_version_of_one_dataset() -> None:
     source = LakeFSLocation.parse("lakefs://iris-train/main/data/")
-    first = naming.input_dataset(source, commit_id=TRAIN_COMMIT, pin_rule="as_of")
-    second = naming.input_dataset(source, commit_id=INPUT_COMMIT, pin_rule="as_of")
+    first = naming.input_dataset(source, commit_id=TRAIN_COMMIT)
+    second = naming.input_dataset(source, commit_id=INPUT_COMMIT)
     assert (first.namespace, first.name) == (second.namespace, second.name)
     assert first.facets["version"].datasetVersion == TRAIN_COMMIT  # type: ignore[index,attr-defined]
     assert second.facets["version"].datasetVersion == INPUT_COMMIT  # type: ignore[index,attr-defined]
@@ -94,15 +94,21 @@ def test_lakefs_commit_facet_is_a_v2_dataset_facet_valid_against_the_shipped_sch
     document = _validate("LakeFSCommitDatasetFacet", facets.LAKEFS_COMMIT_FACET, facet)
     assert document["_schemaURL"] == facets.schema_url("LakeFSCommitDatasetFacet")
     assert document["_producer"] == facets.PRODUCER
-    pin = facets.MlrepoPinInputDatasetFacet(
+    pin = facets.LakeFSInputPin(
+        namespace="lakefs://iris-models",
+        name="main/model",
+        commitId=MODEL_COMMIT,
         rule="as_of",
         ref="main",
         asOf="2026-11-01T00:00:00+00:00",
         commitTime="2026-11-01T00:00:05+00:00",
         producedBy=producer,
     )
-    pin_document = _validate("MlrepoPinInputDatasetFacet", facets.PIN_FACET, pin)
-    assert pin_document["_producer"] == facets.PRODUCER
+    pins = facets.MlrepoPinsRunFacet(inputs=[pin])
+    assert isinstance(pins, RunFacet)
+    pins_document = _validate("MlrepoPinsRunFacet", facets.PINS_FACET, pins)
+    assert pins_document["_producer"] == facets.PRODUCER
+    (pin_document,) = pins_document["inputs"]
     assert pin_document["producedBy"] == {
         "runId": TRAINING_RUN.run_id,
         "jobNamespace": "airflow-prod",
@@ -210,6 +216,19 @@ def _commit(commit_id: str, metadata: dict[str, str]) -> LakeFSCommit:
     return LakeFSCommit(commit_id, (), "someone", "msg", COMMIT_TIME, metadata)
 
 
+def use_history_commits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lineage reads commits from a stand-in lakeFS: training data and input pushed by people, the
+    model commit written by TRAINING_RUN (its provenance metadata)."""
+    hook = _CommitsHook(
+        {
+            TRAIN_COMMIT: _commit(TRAIN_COMMIT, {}),
+            INPUT_COMMIT: _commit(INPUT_COMMIT, {}),
+            MODEL_COMMIT: _commit(MODEL_COMMIT, {"mlrepo.output_kind": "model", **TRAINING_RUN.commit_metadata()}),
+        }
+    )
+    monkeypatch.setattr(operator_lineage, "_lineage_hook", lambda _op: hook)
+
+
 def _event(lineage: OperatorLineage[Any, Any], state: RunState = RunState.COMPLETE) -> dict[str, Any]:
     event = RunEvent(
         eventType=state,
@@ -255,8 +274,11 @@ def test_training_complete_reports_pinned_inputs_and_the_model_commit(monkeypatc
     assert commit["commitId"] == TRAIN_COMMIT
     assert commit["repository"] == "iris-train"
     assert commit["branch"] == "main"
-    pin = training_data["inputFacets"]["mlrepo_pin"]
+    assert not training_data.get("inputFacets")
+    (pin,) = event["run"]["facets"]["mlrepo_pins"]["inputs"]
+    assert (pin["namespace"], pin["name"], pin["commitId"]) == ("lakefs://iris-train", "main/data", TRAIN_COMMIT)
     assert pin["rule"] == "as_of"
+    assert pin["asOf"] == "2026-11-01T00:00:00+00:00"
     assert pin["commitTime"] == datetime.fromtimestamp(COMMIT_TIME, tz=timezone.utc).isoformat()
     assert "producedBy" not in pin
     assert "datasetType" not in training_data["facets"]
@@ -292,8 +314,11 @@ def test_inference_reports_model_choice_and_the_training_run_behind_the_model(
     assert model["namespace"] == "lakefs://iris-models"
     assert model["facets"]["datasetType"]["datasetType"] == "MODEL"
     assert model["facets"]["version"]["datasetVersion"] == MODEL_COMMIT
-    assert model["inputFacets"]["mlrepo_pin"]["producedBy"]["runId"] == TRAINING_RUN.run_id
-    assert model["inputFacets"]["mlrepo_pin"]["producedBy"]["jobName"] == "iris_daily.train"
+    pins = {pin["name"]: pin for pin in event["run"]["facets"]["mlrepo_pins"]["inputs"]}
+    assert pins["main/model"]["producedBy"]["runId"] == TRAINING_RUN.run_id
+    assert pins["main/model"]["producedBy"]["jobName"] == "iris_daily.train"
+    assert pins["main/model"]["ref"] == "main"
+    assert pins["main/batches"]["rule"] == "asset_event"
     assert inputs["main/batches"]["facets"]["version"]["datasetVersion"] == INPUT_COMMIT
     choice = event["run"]["facets"]["mlrepo_modelChoice"]
     assert (choice["policy"], choice["requested"], choice["commitId"]) == (policy, model_version, MODEL_COMMIT)
@@ -349,7 +374,7 @@ def test_sensor_reports_what_it_watched_at_the_detected_head() -> None:
         ("lakefs://iris-train", "main/labels"),
     ]
     assert {d["facets"]["version"]["datasetVersion"] for d in event["inputs"]} == {TRAIN_COMMIT}
-    assert event["inputs"][0]["inputFacets"]["mlrepo_pin"]["rule"] == "detected"
+    assert [pin["rule"] for pin in event["run"]["facets"]["mlrepo_pins"]["inputs"]] == ["detected", "detected"]
 
 
 def _provider_lineage(op: LakeFSPodOperator, state: Any) -> OperatorLineage[Any, Any]:

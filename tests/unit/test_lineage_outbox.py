@@ -39,11 +39,11 @@ def receiver() -> Iterator[Receiver]:
     server.stop()
 
 
-def _event(index: int, inputs: list[InputDataset] | None = None) -> RunEvent:
+def _event(index: int, inputs: list[InputDataset] | None = None, run_facets: dict[str, Any] | None = None) -> RunEvent:
     return RunEvent(
         eventType=RunState.COMPLETE,
         eventTime="2026-11-01T00:00:00+00:00",
-        run=Run(runId=str(uuid.UUID(int=index + 1))),
+        run=Run(runId=str(uuid.UUID(int=index + 1)), facets=run_facets or {}),
         job=Job(namespace="test", name=f"job{index}"),
         inputs=inputs or [],
         outputs=[],
@@ -176,15 +176,18 @@ def test_registrations_precede_the_reading_event_in_one_entry(tmp_path: Path) ->
         runId=str(uuid.UUID(int=99)), jobNamespace="airflow", jobName="dag.train", parentRunId=str(uuid.UUID(int=98)),
         parentJobName="dag",
     )  # fmt: skip
-    model = naming.input_dataset(
-        LakeFSLocation.parse("lakefs://iris-models/main/model/"), commit_id=COMMIT_A, model=True, pin_rule="latest",
-        commit_time=1_790_000_000, produced_by=producer,
-    )  # fmt: skip
-    data = naming.input_dataset(
-        LakeFSLocation.parse("lakefs://iris-input/main/batches/"), commit_id=COMMIT_B, pin_rule="as_of"
-    )
+    models = LakeFSLocation.parse("lakefs://iris-models/main/model/")
+    batches = LakeFSLocation.parse("lakefs://iris-input/main/batches/")
+    model = naming.input_dataset(models, commit_id=COMMIT_A, model=True)
+    data = naming.input_dataset(batches, commit_id=COMMIT_B)
+    pins = naming.pins_facet([
+        naming.input_pin(
+            models, commit_id=COMMIT_A, pin_rule="latest", commit_time=1_790_000_000, produced_by=producer
+        ),
+        naming.input_pin(batches, commit_id=COMMIT_B, pin_rule="as_of"),
+    ])  # fmt: skip
     transport = _transport(tmp_path)
-    entry = transport.emit(_event(1, [model, data]))
+    entry = transport.emit(_event(1, [model, data], pins))
     lines = [json.loads(line) for line in entry.read_text().splitlines()]
     assert len(lines) == 4
     model_registration, data_start, data_registration, reading = lines
@@ -218,7 +221,8 @@ def test_registrations_precede_the_reading_event_in_one_entry(tmp_path: Path) ->
     assert data_registration["job"]["namespace"] == "lakefs://iris-input"
     assert data_registration["job"]["name"] == "lakefs_commit/main/batches"
     assert reading["run"]["runId"] == str(uuid.UUID(int=2))
-    assert reading["inputs"][0]["inputFacets"]["mlrepo_pin"]["rule"] == "latest"
+    assert reading["run"]["facets"]["mlrepo_pins"]["inputs"][0]["rule"] == "latest"
+    assert not reading["inputs"][0].get("inputFacets")
 
 
 def test_a_registration_keeps_the_end_time_marquez_has_for_the_writing_run() -> None:

@@ -49,16 +49,7 @@ def _emitted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, 
         )
     }
     train.output_commit_id = examples.MODEL_COMMIT
-    hook = examples._CommitsHook(
-        {
-            examples.TRAIN_COMMIT: examples._commit(examples.TRAIN_COMMIT, {}),
-            examples.INPUT_COMMIT: examples._commit(examples.INPUT_COMMIT, {}),
-            examples.MODEL_COMMIT: examples._commit(
-                examples.MODEL_COMMIT, {"mlrepo.output_kind": "model", **examples.TRAINING_RUN.commit_metadata()}
-            ),
-        }
-    )
-    monkeypatch.setattr(operator_lineage, "_lineage_hook", lambda _op: hook)
+    examples.use_history_commits(monkeypatch)
     events.append(_run_event(train.get_openlineage_facets_on_complete(None), RunState.COMPLETE, "iris_daily.train"))
     events.append(_run_event(train.get_openlineage_facets_on_failure(None), RunState.FAIL, "iris_daily.train"))
     predict = examples._inference("latest")
@@ -90,7 +81,7 @@ def test_every_event_we_emit_and_every_facet_in_it_follows_its_schema(
         for dataset in document["inputs"] + document["outputs"]:
             keys |= set(dataset["facets"]) | set(dataset.get("inputFacets") or {})
         keys |= set(document["run"]["facets"]) | set(document["job"]["facets"])
-    assert keys >= {"version", "datasetType", "lakefs_commit", "mlrepo_pin", "mlrepo_modelChoice", "mlrepo_container"}
+    assert keys >= {"version", "datasetType", "lakefs_commit", "mlrepo_pins", "mlrepo_modelChoice", "mlrepo_container"}
     assert keys >= {"executionParameters", "parent", "jobType"}
 
 

@@ -22,7 +22,10 @@ and
    (:func:`salted_run_id`, still a UUIDv7 on the logical date). Every caller in the process (the
    listener's task and DAG events, the ``lineage_run_id`` macros, the ids our operators record in
    commit metadata) gets the same new ids;
-2. emits the DAG-run START (once per DAG run), before the provider emits the task's START.
+2. emits the DAG-run START (once per DAG run), before the provider emits the task's START, at the
+   moment the run's first task started (:func:`dag_run_started_at`): ``dag.test()`` sets the DAG run's
+   ``start_date`` to the *logical date* (and a re-run may pass an earlier ``run_after``), so neither
+   is when the run really began; Marquez would show a ``startedAt`` after the run's ``endedAt``.
 
 Runs the scheduler makes are untouched: the builders return the provider's ids unchanged for them.
 Limit: ``dag.test(use_executor=True)`` runs tasks in executor processes, where the DAG's own COMPLETE
@@ -113,7 +116,18 @@ def register_test_run(dag_run: Any) -> bool:
     return True
 
 
-def _emit_dag_run_start(dag_run: Any) -> None:
+def dag_run_started_at(task_instance: Any) -> datetime:
+    """When a ``dag.test()`` DAG run really began: its first task's start, else now (never its logical date)."""
+    started = getattr(task_instance, "start_date", None)
+    now = datetime.now(timezone.utc)
+    if not isinstance(started, datetime):
+        return now
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=timezone.utc)
+    return min(started, now)
+
+
+def _emit_dag_run_start(dag_run: Any, started_at: datetime) -> None:
     from airflow.providers.openlineage import conf
     from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
 
@@ -127,12 +141,11 @@ def _emit_dag_run_start(dag_run: Any) -> None:
         if run_id in _started:
             return
         _started.add(run_id)
-    start = dag_run.start_date or dag_run.run_after
     adapter.dag_started(
         dag_id=dag_run.dag_id,
         run_id=dag_run.run_id,
         logical_date=date,
-        start_date=start,
+        start_date=started_at,
         nominal_start_time=dag_run.data_interval_start.isoformat() if dag_run.data_interval_start else None,
         nominal_end_time=dag_run.data_interval_end.isoformat() if dag_run.data_interval_end else None,
         owners=None,
@@ -161,9 +174,16 @@ class DagTestRunsListener:
             if dag_run is None or not register_test_run(dag_run):
                 return
             install_run_id_salt()
-            _emit_dag_run_start(dag_run)
+            _emit_dag_run_start(dag_run, dag_run_started_at(task_instance))
         except Exception:  # a listener must never fail a task
             log.warning("Could not prepare the OpenLineage ids of a dag.test() run", exc_info=True)
 
 
-__all__ = ["DAG_TEST_USER", "DagTestRunsListener", "install_run_id_salt", "register_test_run", "salted_run_id"]
+__all__ = [
+    "DAG_TEST_USER",
+    "DagTestRunsListener",
+    "dag_run_started_at",
+    "install_run_id_salt",
+    "register_test_run",
+    "salted_run_id",
+]

@@ -8,16 +8,19 @@ class                              key                     where
 ``LakeFSCommitDatasetFacet``       ``lakefs_commit``       every lakeFS input and output dataset: the
                                                            commit itself, the same for its writer and
                                                            every reader
-``MlrepoPinInputDatasetFacet``     ``mlrepo_pin``          input facet of every lakeFS input: how this
-                                                           run chose the commit, who wrote it
+``MlrepoPinsRunFacet``             ``mlrepo_pins``         every run that reads lakeFS data: per input,
+                                                           how this run chose the commit, who wrote it
 ``MlrepoModelChoiceRunFacet``      ``mlrepo_modelChoice``  inference runs (policy + resolved commit)
 ``MlrepoContainerRunFacet``        ``mlrepo_container``    training and inference runs (image)
 ``MlrepoDatumsRunFacet``           ``mlrepo_datums``       datum pipelines (processed, skipped, ...)
 =================================  ======================  =========================================
 
-What one reader chose (``mlrepo_pin``) is an *input* facet: Marquez keeps it with that run's input,
-while dataset facets are stored on the dataset version, where a reader's choice would overwrite the
-writer's facets.
+What one reader chose (``mlrepo_pins``) is a *run* facet, not a dataset or input facet: Marquez 0.51
+stores a run's input dataset facets **and** its input facets on the dataset version it links the input
+to (``dataset_facets`` by version; the latest per facet name wins), so a reader's choice there would
+show on the version as if it described the commit, and change with every new reader. Run facets stay
+with the run. A version's facets (``version``, ``lakefs_commit``, ``datasetType``) describe the commit
+only, identical from its writer and every reader.
 
 Each facet's JSON schema ships inside the package (``airflow_mlrepo/lineage/schemas/<version>/``,
 see :func:`schema_path`) and its ``_schemaURL`` is the immutable URL of that very file in the
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attr
-from openlineage.client.facet_v2 import DatasetFacet, InputDatasetFacet, RunFacet
+from openlineage.client.facet_v2 import DatasetFacet, RunFacet
 
 #: ``producer`` of our events and ``_producer`` of every facet our code builds.
 PRODUCER = "https://github.com/airflow-mlrepo/airflow-mlrepo"
@@ -47,11 +50,11 @@ SCHEMA_REPOSITORY_URL = "https://raw.githubusercontent.com/airflow-mlrepo/airflo
 SCHEMA_DIR = Path(__file__).with_name("schemas") / FACET_SCHEMA_VERSION
 
 LAKEFS_COMMIT_FACET = "lakefs_commit"
-PIN_FACET = "mlrepo_pin"
+PINS_FACET = "mlrepo_pins"
 #: Our facet classes, each with its schema ``<class>.json`` in :data:`SCHEMA_DIR`.
 FACET_CLASSES = (
     "LakeFSCommitDatasetFacet",
-    "MlrepoPinInputDatasetFacet",
+    "MlrepoPinsRunFacet",
     "MlrepoModelChoiceRunFacet",
     "MlrepoContainerRunFacet",
     "MlrepoDatumsRunFacet",
@@ -65,7 +68,7 @@ DATUMS_FACET = "mlrepo_datums"
 #: added later names its own commit; a changed schema gets a new version, never a new commit here).
 SCHEMA_COMMITS: dict[str, str] = {
     "LakeFSCommitDatasetFacet": SCHEMA_COMMIT,
-    "MlrepoPinInputDatasetFacet": SCHEMA_COMMIT,
+    "MlrepoPinsRunFacet": "fb79ef0ea271c93bd2ad64f9164b4d60c7af95ca",
     "MlrepoModelChoiceRunFacet": SCHEMA_COMMIT,
     "MlrepoContainerRunFacet": SCHEMA_COMMIT,
     "MlrepoDatumsRunFacet": "2f92a320fe96ac3e35f640f7e14c9bba8a64f03e",
@@ -128,20 +131,34 @@ class LakeFSCommitDatasetFacet(_OurFacet, DatasetFacet):
 
 
 @attr.define
-class MlrepoPinInputDatasetFacet(_OurFacet, InputDatasetFacet):
-    """How a run chose the commit it read (rule, declared ref, as-of instant) and who wrote that commit."""
+class LakeFSInputPin:
+    """One lakeFS input of a run: the dataset, the commit read, how the run chose it and who wrote it."""
 
+    namespace: str
+    name: str
+    commitId: str
     rule: str
     ref: str | None = attr.field(default=None)
     asOf: str | None = attr.field(default=None)
     commitTime: str | None = attr.field(default=None)
     producedBy: LakeFSProducerRun | None = attr.field(default=None)
 
-    _additional_skip_redact: ClassVar[list[str]] = ["rule", "ref"]
+
+@attr.define
+class MlrepoPinsRunFacet(_OurFacet, RunFacet):
+    """How a run chose the commit of each lakeFS input it read (rule, declared ref, as-of) and who wrote it."""
+
+    inputs: list[LakeFSInputPin] = attr.field(factory=list)
 
     @staticmethod
     def _get_schema() -> str:
-        return schema_url("MlrepoPinInputDatasetFacet")
+        return schema_url("MlrepoPinsRunFacet")
+
+    def pin_of(self, namespace: str, name: str) -> LakeFSInputPin | None:
+        for pin in self.inputs:
+            if (pin.namespace, pin.name) == (namespace, name):
+                return pin
+        return None
 
 
 @attr.define
@@ -199,14 +216,15 @@ __all__ = [
     "FACET_CLASSES",
     "LAKEFS_COMMIT_FACET",
     "MODEL_CHOICE_FACET",
-    "PIN_FACET",
+    "PINS_FACET",
     "PRODUCER",
     "LakeFSCommitDatasetFacet",
+    "LakeFSInputPin",
     "LakeFSProducerRun",
     "MlrepoContainerRunFacet",
     "MlrepoDatumsRunFacet",
     "MlrepoModelChoiceRunFacet",
-    "MlrepoPinInputDatasetFacet",
+    "MlrepoPinsRunFacet",
     "load_schema",
     "schema_path",
     "schema_url",

@@ -31,8 +31,11 @@ back to RUNNING. So a registration is a ``COMPLETE`` of the writing run, and :fu
 Marquez already has as that run's ``endedAt``: the run's end time and state stay exactly as they were
 (Marquez records one more COMPLETE of the same run, with the same time). The registration carries no
 run facets but the writing run's ``parent``, and the output facets the writing run itself reported,
-so the version's facets stay the writer's; what the reader chose (rule, as-of, declared ref) is its
-``mlrepo_pin`` *input* facet, which Marquez keeps with the reader's input, not on the version. When
+so the version's facets stay the writer's. What the reader chose (rule, as-of, declared ref) and who
+wrote the commit is the reader's ``mlrepo_pins`` *run* facet: Marquez 0.51 stores a reader's input
+dataset facets and input facets on the version it links (the latest per facet name wins), so there
+they would show the latest reader's choice as the version's; the reader's dataset facets are exactly
+the writer's (the commit only). When
 the writing run is not in Marquez (yet), the commit time is used. Commit-registration runs (data from
 outside) get a START and a COMPLETE, both at the commit time; registering the commit again repeats
 them with the same times.
@@ -44,14 +47,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow_mlrepo.lineage.facets import LAKEFS_COMMIT_FACET, PIN_FACET, PRODUCER
+from airflow_mlrepo.lineage.facets import LAKEFS_COMMIT_FACET, PINS_FACET, PRODUCER
 
 #: Namespace of the uuid5 ids of commit-registration runs (fixed: ids must never change).
 REGISTRATION_UUID_NAMESPACE = uuid.UUID("5b0f3d2e-8f41-4c55-9a43-1b6f0e7d2a10")
 REGISTRATION_JOB_PREFIX = "lakefs_commit/"
 RUN_EVENT_SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 #: Facets of a registration output: what identifies and describes the commit (the facets the writing
-#: run's own output carried), nothing of the reader's (its ``mlrepo_pin`` is an input facet).
+#: run's own output carried), nothing of the reader's (its choice is its ``mlrepo_pins`` run facet).
 _KEPT_DATASET_FACETS = ("version", LAKEFS_COMMIT_FACET, "datasetType")
 
 
@@ -86,13 +89,18 @@ def _parent_facet(run_id: str, job_namespace: str, job_name: str) -> dict[str, A
     return Serde.to_dict(facet)
 
 
-def registration_event(dataset: Mapping[str, Any], fallback_time: str) -> dict[str, Any] | None:
-    """The registration event for one input dataset dict, or None if it has no commit facets."""
+def registration_event(
+    dataset: Mapping[str, Any], fallback_time: str, pin: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The registration event for one input dataset dict, or None if it has no commit facets.
+
+    ``pin`` is the reading run's ``mlrepo_pins`` entry of that input (commit time, who wrote it).
+    """
     facets = dataset.get("facets") or {}
     commit = facets.get(LAKEFS_COMMIT_FACET)
     if not isinstance(commit, Mapping) or "version" not in facets or not commit.get("commitId"):
         return None
-    pin = (dataset.get("inputFacets") or {}).get(PIN_FACET) or {}
+    pin = pin or {}
     output = _registered_dataset(dataset)
     event_time = pin.get("commitTime") or fallback_time
     produced = pin.get("producedBy")
@@ -149,10 +157,15 @@ def registration_events(event: Mapping[str, Any]) -> list[dict[str, Any]]:
     if "run" not in event:
         return []
     fallback_time = str(event.get("eventTime", ""))
+    pins = {
+        (str(pin.get("namespace")), str(pin.get("name"))): pin
+        for pin in ((event["run"].get("facets") or {}).get(PINS_FACET) or {}).get("inputs") or []
+        if isinstance(pin, Mapping)
+    }
     events = []
     seen: set[tuple[str, str]] = set()
     for dataset in event.get("inputs") or []:
-        registration = registration_event(dataset, fallback_time)
+        registration = registration_event(dataset, fallback_time, pins.get((dataset["namespace"], dataset["name"])))
         if registration is None:
             continue
         key = (dataset["namespace"], dataset["name"])

@@ -14,18 +14,24 @@ What does not work: ``GET …/versions/{version}`` with the ``version`` a run li
 the dataset and the run; that route looks versions up by another id: Marquez issue #1977), and
 ``GET /api/v1/lineage?nodeId=`` (job-dataset edges only, ``currentVersion`` null).
 
-:func:`trace` does the walk; :func:`render` prints it (``mlrepo lineage show``).
+:func:`trace` does the walk; :func:`render` prints it (``mlrepo lineage show``). To start from a
+lakeFS location instead of a run, :func:`writer_of` finds the version of that commit (or the newest
+version of a branch's dataset) in the dataset's version list and the run that wrote it
+(``createdByRun.id``).
 """
 
 from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlrepo.exceptions import MarquezReadError
 from airflow_mlrepo.lineage.facets import LAKEFS_COMMIT_FACET
 from airflow_mlrepo.lineage.marquez import REGISTRATION_JOB_PREFIX
+
+if TYPE_CHECKING:
+    from airflow_mlrepo.locations import LakeFSLocation
 
 #: Page size of ``GET …/datasets/{name}/versions`` (Marquez's own maximum is larger).
 VERSIONS_PAGE = 100
@@ -96,6 +102,18 @@ class MarquezReader:
             if len(page) < VERSIONS_PAGE or (isinstance(total, int) and len(versions) >= total):
                 return versions
 
+    def dataset_names(self, namespace: str) -> list[str]:
+        """Names of every dataset in a namespace (``GET /api/v1/namespaces/{ns}/datasets``, all pages)."""
+        path = f"/api/v1/namespaces/{_quote(namespace)}/datasets"
+        names: list[str] = []
+        while True:
+            document = self.get(path, limit=VERSIONS_PAGE, offset=len(names))
+            page = document.get("datasets") or []
+            names.extend(str(item.get("name", "")) for item in page)
+            total = document.get("totalCount")
+            if len(page) < VERSIONS_PAGE or (isinstance(total, int) and len(names) >= total):
+                return names
+
     def version_created_by(self, namespace: str, name: str, run_id: str) -> dict[str, Any] | None:
         """The version of a dataset that ``run_id`` wrote (matched on ``createdByRun.id``)."""
         for version in self.dataset_versions(namespace, name):
@@ -151,6 +169,59 @@ def commit_of(version: dict[str, Any]) -> str | None:
 def _uri_of(version: dict[str, Any]) -> str | None:
     uri = ((version.get("facets") or {}).get(LAKEFS_COMMIT_FACET) or {}).get("uri")
     return str(uri) if uri else None
+
+
+@dataclass(frozen=True)
+class WrittenVersion:
+    """The Marquez dataset version of one lakeFS commit and the run that wrote it."""
+
+    namespace: str
+    name: str
+    commit_id: str | None
+    run_id: str
+    job_name: str
+
+
+def writer_of(reader: MarquezReader, location: LakeFSLocation) -> WrittenVersion:
+    """The dataset version of a lakeFS location in Marquez and the run that wrote it.
+
+    A commit-id ref (``lakefs://repo/<commit>/path``) is looked up among the namespace's datasets named
+    ``<branch>/<path>``; a branch or tag ref takes that dataset's newest version (the last commit
+    Marquez saw written there). :class:`MarquezReadError` names what Marquez does not have.
+    """
+    from airflow_mlrepo.lineage.naming import dataset_name, dataset_namespace
+    from airflow_mlrepo.locations import is_commit_id
+
+    namespace = dataset_namespace(location.repository)
+    path = location.path.strip("/")
+    if is_commit_id(location.ref):
+        names = [
+            name
+            for name in reader.dataset_names(namespace)
+            if name.partition("/")[2] == path or (not path and "/" not in name)
+        ]
+    else:
+        names = [dataset_name(location.ref, path)]
+    for name in names:
+        for version in reader.dataset_versions(namespace, name):
+            commit = commit_of(version)
+            if is_commit_id(location.ref) and commit != location.ref:
+                continue
+            created_by = version.get("createdByRun") or {}
+            if not created_by.get("id"):
+                continue
+            return WrittenVersion(
+                namespace=namespace,
+                name=name,
+                commit_id=commit,
+                run_id=str(created_by["id"]),
+                job_name=str((created_by.get("jobVersion") or {}).get("name", "")),
+            )
+    if is_commit_id(location.ref):
+        where = f"no dataset <branch>/{path} of namespace {namespace} has a version at commit {location.ref}"
+    else:
+        where = f"dataset {names[0]} of namespace {namespace} has no version written by a run"
+    raise MarquezReadError(f"Marquez at {reader.url} knows no writer of {location.uri}: {where}")
 
 
 def trace(reader: MarquezReader, run_id: str, depth: int = DEFAULT_DEPTH) -> RunLineage:
@@ -241,4 +312,14 @@ def to_dict(lineage: RunLineage) -> dict[str, Any]:
     }
 
 
-__all__ = ["DatasetVersion", "MarquezReader", "RunLineage", "commit_of", "render", "to_dict", "trace"]
+__all__ = [
+    "DatasetVersion",
+    "MarquezReader",
+    "RunLineage",
+    "WrittenVersion",
+    "commit_of",
+    "render",
+    "to_dict",
+    "trace",
+    "writer_of",
+]

@@ -9,8 +9,9 @@ so the identity never contains a commit id: every commit of ``lakefs://iris-trai
 *version* of the one dataset ``lakefs://iris-train`` / ``main/data``. The commit id goes into the
 standard ``version`` facet and into our ``lakefs_commit`` facet, which are the same on the output
 that wrote the commit and on every input that read it; how a run chose the commit (and who wrote
-it) is that input's ``mlrepo_pin`` input facet. The Asset converter (:mod:`airflow_mlrepo.assets.lakefs`)
-gives Airflow Assets the same identity.
+it) is that input's entry in the run's ``mlrepo_pins`` run facet (:func:`input_pin`,
+:func:`pins_facet`). The Asset converter (:mod:`airflow_mlrepo.assets.lakefs`) gives Airflow Assets
+the same identity.
 """
 
 from __future__ import annotations
@@ -20,20 +21,21 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from openlineage.client.event_v2 import Dataset, InputDataset, OutputDataset
-from openlineage.client.facet_v2 import DatasetFacet, InputDatasetFacet, dataset_type_dataset, dataset_version_dataset
+from openlineage.client.facet_v2 import DatasetFacet, RunFacet, dataset_type_dataset, dataset_version_dataset
 
 from airflow_mlrepo.lineage.facets import (
     LAKEFS_COMMIT_FACET,
-    PIN_FACET,
+    PINS_FACET,
     PRODUCER,
     LakeFSCommitDatasetFacet,
+    LakeFSInputPin,
     LakeFSProducerRun,
-    MlrepoPinInputDatasetFacet,
+    MlrepoPinsRunFacet,
 )
 from airflow_mlrepo.locations import SCHEME, LakeFSLocation, is_commit_id
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 VERSION_FACET = "version"
 DATASET_TYPE_FACET = "datasetType"
@@ -105,47 +107,51 @@ def dataset_facets(
     return facets
 
 
-def pin_facets(
-    location: LakeFSLocation,
-    *,
-    pin_rule: str | None,
-    as_of: str | None = None,
-    commit_time: int | None = None,
-    produced_by: LakeFSProducerRun | None = None,
-) -> dict[str, InputDatasetFacet]:
-    """The ``mlrepo_pin`` input facet: how this run chose the commit (declared ref, rule, as-of) and who wrote it."""
-    if not pin_rule:
-        return {}
-    return {
-        PIN_FACET: MlrepoPinInputDatasetFacet(
-            rule=pin_rule, ref=location.ref, asOf=as_of, commitTime=_iso_utc(commit_time), producedBy=produced_by
-        )
-    }
-
-
-def input_dataset(
+def input_pin(
     location: LakeFSLocation,
     *,
     commit_id: str | None,
     branch: str | None = None,
-    model: bool = False,
-    pin_rule: str | None = None,
+    pin_rule: str | None,
     as_of: str | None = None,
     commit_time: int | None = None,
     produced_by: LakeFSProducerRun | None = None,
+) -> LakeFSInputPin | None:
+    """How this run chose the commit of one input (declared ref, rule, as-of) and who wrote it (None if unpinned)."""
+    if not (pin_rule and commit_id):
+        return None
+    namespace, name = identity(location, branch=branch)
+    return LakeFSInputPin(
+        namespace=namespace,
+        name=name,
+        commitId=commit_id,
+        rule=pin_rule,
+        ref=location.ref,
+        asOf=as_of,
+        commitTime=_iso_utc(commit_time),
+        producedBy=produced_by,
+    )
+
+
+def pins_facet(pins: Iterable[LakeFSInputPin | None]) -> dict[str, RunFacet]:
+    """The ``mlrepo_pins`` run facet of a run's pinned inputs (``{}`` when none is pinned).
+
+    A run facet, never an input or dataset facet: Marquez stores both of those on the dataset version,
+    where the latest reader's choice would show as if it described the commit.
+    """
+    pinned = [pin for pin in pins if pin is not None]
+    return {PINS_FACET: MlrepoPinsRunFacet(inputs=pinned)} if pinned else {}
+
+
+def input_dataset(
+    location: LakeFSLocation, *, commit_id: str | None, branch: str | None = None, model: bool = False
 ) -> InputDataset:
+    """An input at its commit: only the facets that describe the commit (how the run chose it: :func:`input_pin`)."""
     namespace, name = identity(location, branch=branch)
     return InputDataset(
         namespace=namespace,
         name=name,
         facets=dataset_facets(location, commit_id=commit_id, branch=branch, model=model),
-        inputFacets=pin_facets(
-            location,
-            pin_rule=pin_rule if commit_id else None,
-            as_of=as_of,
-            commit_time=commit_time,
-            produced_by=produced_by,
-        ),
     )
 
 
@@ -198,8 +204,9 @@ __all__ = [
     "dataset_namespace",
     "identity",
     "input_dataset",
+    "input_pin",
     "output_dataset",
-    "pin_facets",
+    "pins_facet",
     "plain_dataset",
     "producer_from_metadata",
 ]

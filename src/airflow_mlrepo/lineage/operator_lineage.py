@@ -6,13 +6,14 @@ The openlineage provider's listener calls the operator's methods, which delegate
   model policy). Inputs are not pinned yet, and Marquez links a reported input to the dataset's
   *current* version on arrival, so reporting unpinned datasets would record wrong versions.
 * **complete**: inputs at their pinned commits, the output at the commit ``execute`` merged, each
-  with ``version`` + ``lakefs_commit`` facets (``datasetType`` MODEL on models); the model choice
-  with its resolved commit. ``execute`` records pins and output on the operator instance
-  (``pinned_inputs``, ``output_commit_id``), which is the object the listener hands us.
+  with ``version`` + ``lakefs_commit`` facets (``datasetType`` MODEL on models); how each input was
+  pinned (the ``mlrepo_pins`` run facet); the model choice with its resolved commit. ``execute``
+  records pins and output on the operator instance (``pinned_inputs``, ``output_commit_id``), which
+  is the object the listener hands us.
 * **failure**: the pinned inputs (if pinning got that far), no output: a failed attempt leaves the
   target branch untouched.
 
-Each input also names the run that wrote its commit (``producedBy``), read from the commit's
+Each input's pin also names the run that wrote its commit (``producedBy``), read from the commit's
 provenance metadata, so the outbox can re-register it in Marquez (:mod:`airflow_mlrepo.lineage.marquez`).
 
 **No outputs that were not produced.** When an operator reports no datasets (START, or a FAIL before
@@ -41,7 +42,14 @@ from airflow_mlrepo.lineage.facets import (
     MlrepoContainerRunFacet,
     MlrepoModelChoiceRunFacet,
 )
-from airflow_mlrepo.lineage.naming import branch_of, input_dataset, output_dataset, producer_from_metadata
+from airflow_mlrepo.lineage.naming import (
+    branch_of,
+    input_dataset,
+    input_pin,
+    output_dataset,
+    pins_facet,
+    producer_from_metadata,
+)
 from airflow_mlrepo.locations import LakeFSLocation, is_commit_id
 
 if TYPE_CHECKING:
@@ -49,6 +57,7 @@ if TYPE_CHECKING:
     from openlineage.client.event_v2 import InputDataset, OutputDataset
 
     from airflow_mlrepo.hooks.lakefs import LakeFSHook
+    from airflow_mlrepo.lineage.facets import LakeFSInputPin
     from airflow_mlrepo.pinning import PinnedInput
 
 log = logging.getLogger(__name__)
@@ -170,10 +179,14 @@ def _lineage_hook(operator: LineageOperator) -> LakeFSHook | None:
     return LakeFSHook.from_settings(hook.settings, operator.lakefs_conn_id)
 
 
-def input_datasets(operator: LineageOperator, pins: dict[str, PinnedInput]) -> list[InputDataset]:
+def input_datasets(
+    operator: LineageOperator, pins: dict[str, PinnedInput]
+) -> tuple[list[InputDataset], dict[str, RunFacet]]:
+    """The pinned inputs at their commits, and the ``mlrepo_pins`` run facet saying how each was pinned."""
     hook = _lineage_hook(operator)
     model = _model_location(operator)
     datasets = []
+    chosen: list[LakeFSInputPin | None] = []
     for name, pin in sorted(pins.items()):
         is_model = name == operator.model_input
         fallback = model.ref if is_model and model is not None else None
@@ -190,19 +203,19 @@ def input_datasets(operator: LineageOperator, pins: dict[str, PinnedInput]) -> l
                 continue
             branch = default_branch
         commit_time, produced_by = _commit_facts(hook, source.repository, pin.commit_id)
-        datasets.append(
-            input_dataset(
+        datasets.append(input_dataset(source, branch=branch, commit_id=pin.commit_id, model=is_model))
+        chosen.append(
+            input_pin(
                 source,
                 branch=branch,
                 commit_id=pin.commit_id,
-                model=is_model,
                 pin_rule=pin.rule,
                 as_of=pin.as_of,
                 commit_time=commit_time,
                 produced_by=produced_by,
             )
         )
-    return datasets
+    return datasets, pins_facet(chosen)
 
 
 def _default_branch(hook: LakeFSHook | None, repository: str) -> str | None:
@@ -252,15 +265,17 @@ def on_start(operator: LineageOperator) -> OperatorLineage[Any, Any]:
 def on_complete(operator: LineageOperator) -> OperatorLineage[Any, Any]:
     _not_produced.difference_update(_outlet_uris(operator))
     pins = _pins(operator)
+    inputs, pinned = input_datasets(operator, pins)
     return _operator_lineage(
-        inputs=input_datasets(operator, pins), outputs=output_datasets(operator), run_facets=run_facets(operator, pins)
+        inputs=inputs, outputs=output_datasets(operator), run_facets={**run_facets(operator, pins), **pinned}
     )
 
 
 def on_failure(operator: LineageOperator) -> OperatorLineage[Any, Any]:
     _not_produced.update(_outlet_uris(operator))
     pins = _pins(operator)
-    return _operator_lineage(inputs=input_datasets(operator, pins), run_facets=run_facets(operator, pins))
+    inputs, pinned = input_datasets(operator, pins)
+    return _operator_lineage(inputs=inputs, run_facets={**run_facets(operator, pins), **pinned})
 
 
 def datums_on_complete(operator: Any) -> OperatorLineage[Any, Any]:
@@ -269,7 +284,7 @@ def datums_on_complete(operator: Any) -> OperatorLineage[Any, Any]:
 
     pins = _pins(operator)
     counts = dict(getattr(operator, "counts", None) or {})
-    facets: dict[str, RunFacet] = {}
+    inputs, facets = input_datasets(operator, pins)
     if counts:
         facets[DATUMS_FACET] = MlrepoDatumsRunFacet(
             mode=str(counts.get("mode", "")),
@@ -280,9 +295,7 @@ def datums_on_complete(operator: Any) -> OperatorLineage[Any, Any]:
             tasks=int(counts.get("tasks", 0)),
             reason=counts.get("reason"),
         )
-    return _operator_lineage(
-        inputs=input_datasets(operator, pins), outputs=output_datasets(operator), run_facets=facets
-    )
+    return _operator_lineage(inputs=inputs, outputs=output_datasets(operator), run_facets=facets)
 
 
 def revert_on_start(operator: Any) -> OperatorLineage[Any, Any]:
@@ -306,32 +319,29 @@ def revert_on_complete(operator: Any) -> OperatorLineage[Any, Any]:
             is_model = hook.get_commit(operator.repository, restored).metadata.get("mlrepo.output_kind") == "model"
         except Exception:
             is_model = False
-    inputs, outputs = [], []
+    inputs, outputs, chosen = [], [], []
     for path in operator.lineage_paths():
         location = LakeFSLocation(operator.repository, operator.branch, path)
         if restored:
-            inputs.append(
-                input_dataset(
-                    location,
-                    commit_id=restored,
-                    model=is_model,
-                    pin_rule="revert",
-                    commit_time=commit_time,
-                    produced_by=produced_by,
+            inputs.append(input_dataset(location, commit_id=restored, model=is_model))
+            chosen.append(
+                input_pin(
+                    location, commit_id=restored, pin_rule="revert", commit_time=commit_time, produced_by=produced_by
                 )
             )
         outputs.append(output_dataset(location, commit_id=str(head), model=is_model))
-    return _operator_lineage(inputs=inputs, outputs=outputs)
+    return _operator_lineage(inputs=inputs, outputs=outputs, run_facets=pins_facet(chosen))
 
 
 def sensor_on_complete(sensor: Any, head: str | None) -> OperatorLineage[Any, Any]:
     """A ``LakeFSCommitSensor``'s inputs: what it watched, at the branch head that carried the new commits."""
     paths = list(sensor.prefixes or sensor.objects or [""])
-    inputs = []
+    inputs, chosen = [], []
     for path in paths:
         location = LakeFSLocation(sensor.repository, sensor.branch, str(path).lstrip("/"))
-        inputs.append(input_dataset(location, commit_id=head, pin_rule="detected" if head else None))
-    return _operator_lineage(inputs=inputs)
+        inputs.append(input_dataset(location, commit_id=head))
+        chosen.append(input_pin(location, commit_id=head, pin_rule="detected"))
+    return _operator_lineage(inputs=inputs, run_facets=pins_facet(chosen))
 
 
 __all__ = [
