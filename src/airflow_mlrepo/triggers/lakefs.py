@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from airflow_mlrepo.assets import seen_commits
 from airflow_mlrepo.changes import CommitFilter
 from airflow_mlrepo.exceptions import (
     CommitNotAncestorError,
@@ -277,6 +278,11 @@ class WatermarkStore:
     def persistent(self) -> bool:
         return bool(self._targets)
 
+    @property
+    def targets(self) -> list[Any]:
+        """The asset state store accessors of the watched assets (empty before Airflow 3.3)."""
+        return list(self._targets)
+
     async def load(self) -> dict[str, Any] | None:
         """The recorded watermark (oldest of the watched assets' ones), or None."""
         values = []
@@ -386,6 +392,20 @@ class LakeFSCommitEventTrigger(_CommitTriggerBase, BaseEventTrigger):
             facts["reset"] = True
         return {ASSET_EVENT_KEY: facts}
 
+    async def _already_recorded(self, store: WatermarkStore, commits: Sequence[LakeFSCommit]) -> bool:
+        """Whether every watched asset has an event for every commit (:mod:`~airflow_mlrepo.assets.seen_commits`)."""
+        try:
+            return await seen_commits.all_recorded(store.targets, self.repository, [c.id for c in commits])
+        except Exception as exc:  # the check only saves a duplicate: never let it stop the watcher
+            self.log.warning("Cannot check which commits of %s already have events: %s", self._where, exc)
+            return False
+
+    async def _mark_recorded(self, store: WatermarkStore, commits: Sequence[LakeFSCommit]) -> None:
+        try:
+            await seen_commits.mark_all(store.targets, self.repository, [c.id for c in commits], source=SOURCE_WATCHER)
+        except Exception as exc:
+            self.log.warning("Cannot mark the commits of %s as recorded: %s", self._where, exc)
+
     async def _retrying(self, what: str, action: Callable[[], Any]) -> Any:
         """Run ``action`` until it succeeds, backing off on any failure (a watcher never gives up)."""
         failures = 0
@@ -463,8 +483,17 @@ class LakeFSCommitEventTrigger(_CommitTriggerBase, BaseEventTrigger):
                         commits = []
                     previous, watermark = watermark, head
                     pending = head
-                    if commits or reset:
+                    if commits and not reset and await self._already_recorded(store, commits):
+                        self.log.info(
+                            "%d new commit(s) on %s up to %s already have asset events (the lakeFS webhook "
+                            "recorded them): not firing again",
+                            len(commits),
+                            self._where,
+                            head,
+                        )
+                    elif commits or reset:
                         self.log.info("%d new commit(s) on %s up to %s", len(commits), self._where, head)
+                        await self._mark_recorded(store, commits)
                         yield _event(self.payload(previous, head, commits, reset=reset))
                         settle_deadline = time.monotonic() + WATERMARK_SETTLE_SECONDS
                 if failures:

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from starlette.concurrency import run_in_threadpool
 
 from airflow_mlrepo import changes
+from airflow_mlrepo.assets import seen_commits
 from airflow_mlrepo.exceptions import (
     InvalidLakeFSLocationError,
     InvalidWebhookEventError,
@@ -174,8 +175,10 @@ class ScheduledAsset:
 @dataclass(frozen=True)
 class RecordedEvent:
     asset: ScheduledAsset
-    asset_event_id: int
+    #: None: a duplicate of an event a watcher recorded (it does not know the event's id)
+    asset_event_id: int | None
     duplicate: bool
+    recorded_by: str = SOURCE_WEBHOOK
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -184,6 +187,7 @@ class RecordedEvent:
             "asset_uri": self.asset.uri,
             "asset_event_id": self.asset_event_id,
             "duplicate": self.duplicate,
+            "recorded_by": self.recorded_by,
         }
 
 
@@ -234,33 +238,37 @@ class MetadataDBAssetEventRecorder:
 
     def record(self, asset: ScheduledAsset, facts: Mapping[str, Any]) -> RecordedEvent:
         from airflow.assets.manager import asset_manager
-        from airflow.models.asset import AssetEvent, AssetModel
+        from airflow.models.asset import AssetModel
         from airflow.utils.session import create_session
         from sqlalchemy import select
 
+        repository = str(facts["repository"])
         commit_id = str(facts["commit_id"])
         with create_session() as session:
             # Serialise concurrent deliveries for this asset, so check-then-insert cannot race.
             model = session.scalar(select(AssetModel).where(AssetModel.id == asset.asset_id).with_for_update())
             if model is None:
                 raise LookupError(f"asset {asset.uri!r} (id {asset.asset_id}) disappeared")
-            existing = session.scalar(
-                select(AssetEvent.id)
-                .where(
-                    AssetEvent.asset_id == asset.asset_id,
-                    AssetEvent.extra[ASSET_EVENT_KEY]["commit_id"].as_string() == commit_id,
+            # (asset, repository, commit) marks, shared with the watchers: one primary-key lookup
+            mark = seen_commits.recorded_mark(session, asset.asset_id, repository, commit_id)
+            if mark is not None:
+                event_id = mark.get("asset_event_id")
+                return RecordedEvent(
+                    asset,
+                    int(event_id) if isinstance(event_id, int) else None,
+                    duplicate=True,
+                    recorded_by=str(mark.get("source") or "unknown"),
                 )
-                .order_by(AssetEvent.id)
-                .limit(1)
-            )
-            if existing is not None:
-                return RecordedEvent(asset, int(existing), duplicate=True)
             event = asset_manager.register_asset_change(
                 asset=model, extra={ASSET_EVENT_KEY: dict(facts)}, source_is_api=True, session=session
             )
             if event is None:
                 raise LookupError(f"Airflow did not record an event for asset {asset.uri!r}")
             session.flush()
+            seen_commits.mark_recorded(
+                session, asset.asset_id, repository, commit_id, source=SOURCE_WEBHOOK, asset_event_id=int(event.id)
+            )
+            seen_commits.prune_marks(session, asset.asset_id)
             return RecordedEvent(asset, int(event.id), duplicate=False)
 
 
@@ -409,8 +417,8 @@ def create_app(
                 event.event_type,
                 where,
                 item.asset.uri,
-                "existing" if item.duplicate else "new",
-                item.asset_event_id,
+                f"already recorded by the {item.recorded_by}" if item.duplicate else "new",
+                item.asset_event_id if item.asset_event_id is not None else -1,
             )
         if not matched:
             log.info("lakeFS %s event for %s matched no scheduled asset", event.event_type, where)
