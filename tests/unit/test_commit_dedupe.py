@@ -1,7 +1,7 @@
 """One asset event per (asset, repository, commit) across the webhook and the watcher: the watcher side.
 
 The receiver side, with both sources on one asset in a real Airflow, is
-``tests/e2e/test_commit_detection_e2e.py::test_webhook_and_watcher_on_one_asset_fire_once_per_commit``.
+``tests/e2e/test_commit_dedupe_e2e.py::test_webhook_and_watcher_on_one_asset_fire_once_per_commit``.
 """
 
 from __future__ import annotations
