@@ -40,7 +40,7 @@ def main() -> int:
     from kubernetes_setup import cluster_environment
 
     from airflow_mlrepo.hooks.lakefs import LakeFSHook
-    from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX
+    from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
     from tests.integration.kubernetes_harness import make_context, make_operator, run_to_completion
 
     core = cluster_environment()

@@ -1,10 +1,10 @@
 """``mlrepo``: the command line of airflow-mlrepo.
 
-One sub-parser per command group (``mlrepo provenance``, ``mlrepo recompute``, ``mlrepo lineage``):
-a ``_add_<group>_commands(groups)`` function that sets ``handler`` defaults. Other distributions add
-groups through the entry point group ``airflow_mlrepo.cli`` (a callable taking the sub-parsers; the
-dev stack adds ``mlrepo stack`` and ``mlrepo demo`` so) and default endpoints through
-``airflow_mlrepo.cli_environment`` (a callable returning ``LAKEFS_ENDPOINT``,
+One sub-parser per command group (``mlrepo provenance``, ``mlrepo recompute``, ``mlrepo lineage``,
+``mlrepo cleanup``): a ``_add_<group>_commands(groups)`` function that sets ``handler`` defaults.
+Other distributions add groups through the entry point group ``airflow_mlrepo.cli`` (a callable
+taking the sub-parsers; the dev stack adds ``mlrepo stack`` and ``mlrepo demo`` so) and default
+endpoints through ``airflow_mlrepo.cli_environment`` (a callable returning ``LAKEFS_ENDPOINT``,
 ``LAKEFS_ACCESS_KEY_ID``, ``LAKEFS_SECRET_ACCESS_KEY``, ``AIRFLOW_API_URL``, ``MARQUEZ_URL``, used
 when no Airflow connection or configuration names them).
 """
@@ -154,6 +154,18 @@ def _add_lineage_commands(groups: argparse._SubParsersAction[argparse.ArgumentPa
     add_lineage_commands(groups)
 
 
+def _cleanup_attempts(args: argparse.Namespace) -> int:
+    from airflow_mlrepo.cleanup_commands import cleanup_attempts
+
+    return cleanup_attempts(_lakefs_hook_for_cli(args.conn_id), args)
+
+
+def _add_cleanup_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from airflow_mlrepo.cleanup_commands import add_cleanup_commands
+
+    add_cleanup_commands(groups, _cleanup_attempts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlrepo", description="airflow-mlrepo: reproducible ML pipelines on Airflow + lakeFS."
@@ -162,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
     _add_provenance_commands(groups)
     _add_lineage_commands(groups)
+    _add_cleanup_commands(groups)
     for point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda point: point.name):
         point.load()(groups)
     return parser

@@ -12,6 +12,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,6 +69,8 @@ class AirflowHome:
         env["AIRFLOW_HOME"] = str(self.path)
         env["AIRFLOW__CORE__DAGS_FOLDER"] = str(self.dags_folder)
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{self.path / 'airflow.db'}"
+        # a loaded machine (CI, two cores shared) can take longer than the default 30 s to import a DAG
+        env.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "120")
         return env
 
     def clone(self, target: Path) -> AirflowHome:
@@ -99,6 +103,28 @@ def dags_test_command(dag_id: str, when: datetime) -> list[str]:
     return [AIRFLOW, "dags", "test", dag_id, when.isoformat()]
 
 
+class BackgroundDagRun:
+    """One `airflow dags test` run in the background, its output collected as it comes."""
+
+    def __init__(self, dag_id: str, when: datetime, home: AirflowHome) -> None:
+        self.process = subprocess.Popen(
+            dags_test_command(dag_id, when), env=home.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout or []), daemon=True)
+        self.reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def finish(self, timeout: float = 180) -> str:
+        """Wait for the run to end; its whole output."""
+        self.process.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        return self.output
+
+
 def run_dag(kind: str, when: datetime, **operator_kwargs: Any) -> DagRunResult:
     """Write and run a one-task DAG; ``when`` is the logical date (= its data interval end)."""
     home = session_home()
@@ -110,3 +136,20 @@ def run_dag(kind: str, when: datetime, **operator_kwargs: Any) -> DagRunResult:
     finally:
         remove_dag(dag_id, home)
     return DagRunResult(dag_id, result.returncode, result.stdout + result.stderr)
+
+
+def find_process(marker: str, timeout: float, program: str = "copy_job") -> int | None:
+    """The pid of a process whose command line holds ``marker`` and ``program`` (a test's container)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline and program.encode() in cmdline:
+                return int(entry.name)
+        time.sleep(0.02)
+    return None

@@ -13,7 +13,6 @@ import random
 import re
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,13 +23,14 @@ from pathlib import Path
 import pytest
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX
+from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
 from tests.integration.commits import commit_file
 from tests.integration.dag_runs import (
     AIRFLOW,
     COPY_JOB,
     AirflowHome,
-    dags_test_command,
+    BackgroundDagRun,
+    find_process,
     remove_dag,
     session_home,
     write_dag,
@@ -49,22 +49,6 @@ def data_repo(hook: LakeFSHook) -> Iterator[str]:
     commit_file(hook, name, "main", "data/a.csv", "a,b\n1,2\n")
     yield name
     hook.delete_repository(name, missing_ok=True)
-
-
-def _find_process(marker: str, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker.encode() in cmdline and b"copy_job" in cmdline:
-                return int(entry.name)
-        time.sleep(0.02)
-    return None
 
 
 def _output_paths(hook: LakeFSHook, repo: str, ref: str) -> set[str]:
@@ -87,26 +71,15 @@ def _trial(hook: LakeFSHook, data: str, trial: int, delay: float, home: AirflowH
     )
     try:
         before = hook.get_branch_head(models, "main")
-        process = subprocess.Popen(
-            dags_test_command(dag_id, datetime.now(timezone.utc)),
-            env=home.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        output: list[str] = []
-        reader = threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True)
-        reader.start()
-        container = _find_process(marker, timeout=180)
-        assert container is not None, "".join(output)[-3000:]
+        run = BackgroundDagRun(dag_id, datetime.now(timezone.utc), home)
+        container = find_process(marker, timeout=180)
+        assert container is not None, run.output[-3000:]
         # the container writes for ~1 s, then the operator commits and merges: kill anywhere in there
         time.sleep(delay)
-        victim = process.pid if kill_task_process else container
+        victim = run.process.pid if kill_task_process else container
         with contextlib.suppress(ProcessLookupError):  # already finished: a valid point too
             os.kill(victim, signal.SIGKILL)
-        process.wait(timeout=180)
-        reader.join(timeout=10)
-        text = "".join(output)
+        text = run.finish()
         run_id = re.search(r"run_id=(manual__[^\s,\]]+)", text)
         assert run_id, text[-3000:]
 

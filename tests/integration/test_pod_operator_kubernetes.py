@@ -31,7 +31,7 @@ from mlrepo_iris import seed
 
 from airflow_mlrepo.exceptions import PodRunError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX
+from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
 from airflow_mlrepo.operators.pod_lifecycle import PLAN_ANNOTATION
 from tests.conftest import REAL_SERVICES
 from tests.integration.conftest import LakeFSServer

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX
+from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
 from tests.integration.commits import commit_file
 from tests.integration.conftest import LakeFSServer
 from tests.integration.dag_runs import COPY_JOB, run_dag
@@ -122,6 +122,8 @@ def test_container_failure_leaves_target_untouched_and_reports_last_lines(
     assert "exited with code 3" in result.output
     assert "last" in result.output
     assert "failing on purpose after writing" in result.output
+    # the failed task reads no output-commit XCom it never pushed (its extra link knows it made none)
+    assert "XCom not found" not in result.output, result.output[-3000:]
 
 
 def test_container_that_writes_nothing_fails_clearly(

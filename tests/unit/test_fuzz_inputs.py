@@ -241,3 +241,93 @@ def test_commit_metadata_traces_and_renders_or_raises_a_typed_error(
     assert isinstance(node, ProvenanceNode)
     json.dumps(node.to_dict())
     assert node.commit_id in render_text(node)
+
+
+# ------------------------------------------------------------------------ connection fields and extras
+_EXTRA_KEYS = ["verify_ssl", "request_timeout", "ui_url", "extra__lakefs__verify_ssl", "extra__lakefs__request_timeout"]
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(alphabet=_EDGE + "0123456789eE+-.nafiNI", max_size=12),
+    st.sampled_from(["0", "false", "off", "1e400", "-1", "nan", "inf", "http://ui:3000", "ftp://x", "ui"]),
+)
+_json_values = st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=4)
+extras = st.one_of(
+    st.none(),
+    st.text(max_size=40),  # anything, mostly not JSON
+    st.builds(json.dumps, st.dictionaries(st.sampled_from(_EXTRA_KEYS), _json_values, max_size=4)),
+    st.builds(json.dumps, st.one_of(_json_values, st.dictionaries(st.text(max_size=5), _json_scalars, max_size=2))),
+)
+hosts = st.one_of(
+    st.text(alphabet=_EDGE + "[]%#", max_size=40),
+    st.builds(
+        lambda scheme, rest: scheme + rest,
+        st.sampled_from(["http://", "https://", "ftp://", "HTTP://", "", "//", "http:"]),
+        st.text(alphabet="lakefs0189.:[]@/%#?-", max_size=30),
+    ),
+)  # fmt: skip
+
+
+def _finite_positive(value: float) -> bool:
+    return value > 0 and value != float("inf")
+
+
+@fuzz
+@given(
+    host=st.one_of(st.none(), hosts),
+    schema=st.one_of(st.none(), st.sampled_from(["http", "https", "", "ftp", " https "]), st.text(max_size=8)),
+    port=st.one_of(st.none(), st.integers(min_value=-5, max_value=70_000)),
+    login=st.one_of(st.none(), st.sampled_from(["", "AKIA"]), st.text(max_size=10)),
+    password=st.one_of(st.none(), st.sampled_from(["", "s3cr3t"]), st.text(max_size=10)),
+    extra=extras,
+)
+def test_connection_fields_and_extras_parse_correctly_or_raise_a_typed_error(
+    host: str | None, schema: str | None, port: int | None, login: str | None, password: str | None, extra: str | None
+) -> None:
+    import math
+    import urllib.parse
+
+    from airflow.sdk import Connection
+
+    from airflow_mlrepo.exceptions import LakeFSConnectionConfigError
+    from airflow_mlrepo.hooks.lakefs import LakeFSConnectionSettings
+
+    conn = Connection(
+        conn_id="fuzzed", conn_type="lakefs", host=host, schema=schema, port=port, login=login, password=password,
+        extra=extra,
+    )  # fmt: skip
+    try:
+        settings = LakeFSConnectionSettings.from_connection(conn)
+    except LakeFSConnectionConfigError as err:
+        refused = str(err)
+    else:
+        refused = ""
+    if refused:
+        assert "'fuzzed'" in refused  # the message names the connection
+        if password and len(password) > 3 and password not in f"{host}{schema}{extra}":
+            assert password not in refused.replace("'fuzzed'", "")  # and never the secret
+        return
+    # a correct parse: an http(s) URL of a host, credentials as given, usable options
+    endpoint = urllib.parse.urlsplit(settings.endpoint)
+    assert endpoint.scheme in ("http", "https")
+    assert endpoint.hostname
+    assert endpoint.port is None or 0 < endpoint.port < 65536
+    assert not endpoint.query
+    assert not endpoint.fragment
+    assert not settings.endpoint.endswith("/")
+    assert (settings.access_key_id, settings.secret_access_key) == (login, password)
+    assert login
+    assert password
+    assert isinstance(settings.verify_ssl, bool)
+    assert isinstance(settings.request_timeout, float)
+    assert math.isfinite(settings.request_timeout)
+    assert _finite_positive(settings.request_timeout)
+    if settings.ui_url is not None:
+        assert isinstance(settings.ui_url, str)
+        assert urllib.parse.urlsplit(settings.ui_url).scheme in ("http", "https")
+    assert settings.browser_url
+    decoded = json.loads(extra) if extra else {}
+    if isinstance(decoded, dict) and "verify_ssl" in decoded and decoded["verify_ssl"] in (False, "false", "0", "off"):
+        assert settings.verify_ssl is False

@@ -1,4 +1,4 @@
-"""The "Marquez run" extra link: formatted from the run's OpenLineage ids and [mlrepo] marquez_url."""
+"""The extra links: "Marquez run" from the OpenLineage ids and [mlrepo] marquez_url; both read the operator that ran."""
 
 from __future__ import annotations
 
@@ -43,3 +43,24 @@ def test_link_reads_configuration_and_the_pushed_ids(
     assert MarquezRunLink().get_link(None, ti_key=None) == expected  # type: ignore[arg-type]
     if configured:
         assert pushed["key"] == marquez_link.LINEAGE_IDS_XCOM_KEY
+
+
+def test_links_of_the_operator_that_ran_read_no_xcom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed attempt made no commit: its links are empty, and no XCom is read (no "XCom not found")."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time import xcom
+
+    from airflow_mlrepo.links.lakefs import LakeFSOutputCommitLink
+
+    def no_xcom(**kwargs: Any) -> Any:
+        raise AssertionError(f"read an XCom: {kwargs}")
+
+    monkeypatch.setattr(xcom.XCom, "get_value", staticmethod(no_xcom))
+    monkeypatch.setenv("AIRFLOW__MLREPO__MARQUEZ_URL", "http://marquez:5000")
+    failed = SimpleNamespace(output_commit_url=None, openlineage_ids=None)
+    assert LakeFSOutputCommitLink().get_link(failed, ti_key=None) == ""  # type: ignore[arg-type]
+    assert MarquezRunLink().get_link(failed, ti_key=None) == ""  # type: ignore[arg-type]
+    done = SimpleNamespace(output_commit_url="http://lakefs/repositories/r/commits/c1", openlineage_ids=IDS)
+    assert LakeFSOutputCommitLink().get_link(done, ti_key=None) == done.output_commit_url  # type: ignore[arg-type]
+    assert MarquezRunLink().get_link(done, ti_key=None).endswith(IDS["run_id"])  # type: ignore[arg-type]

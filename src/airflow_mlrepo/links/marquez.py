@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 LINEAGE_IDS_XCOM_KEY = "mlrepo_openlineage_ids"
+#: Attribute of an operator that records the ids it pushed (None: it failed before it knew them).
+LINEAGE_IDS_ATTRIBUTE = "openlineage_ids"
 #: Default: the run in Marquez's API (``GET /api/v1/jobs/runs/{id}``), exact for one attempt.
 DEFAULT_RUN_LINK_TEMPLATE = "{marquez_url}/api/v1/jobs/runs/{run_id}"
 
@@ -47,7 +49,10 @@ class MarquezRunLink(BaseOperatorLink):
         marquez_url = conf.get("mlrepo", "marquez_url", fallback="") or ""
         if not marquez_url:
             return ""
-        ids = XCom.get_value(ti_key=ti_key, key=LINEAGE_IDS_XCOM_KEY)
+        if hasattr(operator, LINEAGE_IDS_ATTRIBUTE):  # the operator that just ran (see links/lakefs.py)
+            ids = getattr(operator, LINEAGE_IDS_ATTRIBUTE)
+        else:
+            ids = XCom.get_value(ti_key=ti_key, key=LINEAGE_IDS_XCOM_KEY)
         if not isinstance(ids, dict) or not ids.get("run_id"):
             return ""
         template = conf.get("mlrepo", "marquez_run_link_template", fallback="") or DEFAULT_RUN_LINK_TEMPLATE

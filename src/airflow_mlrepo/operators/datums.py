@@ -54,10 +54,11 @@ from airflow_mlrepo.datums import (
 )
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
-from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.links.lakefs import LakeFSOutputCommitLink, record_output_commit_url
 from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
+from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
 from airflow_mlrepo.operators.inference import MODEL_INPUT, MODEL_LATEST, model_policy, pin_model
-from airflow_mlrepo.operators.pod import ATTEMPT_BRANCH_PREFIX, AttemptPlan, LakeFSPodOperator
+from airflow_mlrepo.operators.pod import AttemptPlan, LakeFSPodOperator
 from airflow_mlrepo.pinning import PinnedInput, check_against_first_attempt, pin_input
 from airflow_mlrepo.provenance import FINGERPRINT, airflow_task_url, build_provenance, fingerprint
 
@@ -636,6 +637,8 @@ class LakeFSDatumCommitOperator(BaseOperator):
         #: For lineage: what the run pinned, published and counted.
         self.pinned_inputs: dict[str, PinnedInput] = {}
         self.output_commit_id: str | None = None
+        #: What the extra link shows (None until this attempt published).
+        self.output_commit_url: str | None = None
         self.output_location = ""
         self.counts: dict[str, Any] = {}
 
@@ -863,9 +866,8 @@ class LakeFSDatumCommitOperator(BaseOperator):
         self, context: Context, target: LakeFSLocation, commit_id: str, plan: Mapping[str, Any], *, reused: bool
     ) -> dict[str, Any]:
         settings = self.lakefs_hook.settings
-        context["ti"].xcom_push(
-            key=OUTPUT_COMMIT_URL_XCOM_KEY,
-            value=f"{settings.browser_url}/repositories/{target.repository}/commits/{commit_id}",
+        record_output_commit_url(
+            self, context["ti"], f"{settings.browser_url}/repositories/{target.repository}/commits/{commit_id}"
         )
         self.output_commit_id = commit_id
         if not self.counts:

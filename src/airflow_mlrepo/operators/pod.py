@@ -19,9 +19,7 @@ What one attempt does:
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,12 +34,13 @@ from mlrepo_sdk import contract
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError, PodPlanMissingError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage.ids import task_lineage_ids
-from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, OUTPUT_COMMIT_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_XCOM_KEY, LakeFSOutputCommitLink, record_output_commit_url
 from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.links.marquez import LINEAGE_IDS_XCOM_KEY, MarquezRunLink
 from airflow_mlrepo.local_runner import LocalProcess
 from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
-from airflow_mlrepo.operators import pod_lifecycle
+from airflow_mlrepo.operators import attempts, pod_lifecycle
+from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX, TaskInstanceId
 from airflow_mlrepo.operators.publishing import (
     PUBLISH_AUTO,
     attach_outlet_events,
@@ -68,7 +67,6 @@ RUNNER_LOCAL = "local"
 RUNNER_KUBERNETES = "kubernetes"
 RUNNERS = (RUNNER_LOCAL, RUNNER_KUBERNETES)
 DEFAULT_SECRET_NAME = "mlrepo-lakefs"
-ATTEMPT_BRANCH_PREFIX = "mlrepo-"
 #: Provenance key of the image digest the pod ran (its container status ``imageID``).
 IMAGE_ID_METADATA = "mlrepo.image_id"
 
@@ -182,6 +180,9 @@ class LakeFSPodOperator(KubernetesPodOperator):
         #: What this attempt pinned and produced, for get_openlineage_facets_on_complete/failure.
         self.pinned_inputs: dict[str, PinnedInput] = {}
         self.output_commit_id: str | None = None
+        #: What the extra links show for this attempt (None: no commit / no lineage ids yet; links/).
+        self.output_commit_url: str | None = None
+        self.openlineage_ids: dict[str, str] | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -291,10 +292,12 @@ class LakeFSPodOperator(KubernetesPodOperator):
         )
 
     def attempt_branch_prefix(self, context: Context) -> str:
-        """Prefix of every attempt branch of this task instance (``mlrepo-<task>-<hash>-``)."""
+        """Prefix of every attempt branch of this task instance (``mlrepo-<task>-<dag>-<instance>-``: attempts.py)."""
+        return self.task_instance_id(context).branch_prefix
+
+    def task_instance_id(self, context: Context) -> TaskInstanceId:
         ti = context["ti"]
-        task_key = f"{ti.dag_id}|{context['run_id']}|{ti.task_id}|{_map_index(ti)}"
-        return f"{ATTEMPT_BRANCH_PREFIX}{_slug(ti.task_id)}-{hashlib.sha1(task_key.encode()).hexdigest()[:12]}-"
+        return TaskInstanceId(ti.dag_id, context["run_id"], ti.task_id, _map_index(ti))
 
     # ---------------------------------------------------------------- execution
 
@@ -307,7 +310,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
             return self.finish(context, plan, existing, reused=True)
         if self.effective_runner == RUNNER_KUBERNETES:
             self.prepare_kubernetes(context, plan)
-        self.open_attempt(plan)
+        self.open_attempt(plan, context)
         try:
             self.run_container(context, plan)
         except TaskDeferred:
@@ -431,10 +434,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
         self.pinned_inputs = dict(plan.pins)
         ids = task_lineage_ids(context["ti"])
         if ids is not None:
-            context["ti"].xcom_push(
-                key=LINEAGE_IDS_XCOM_KEY,
-                value={"namespace": ids.namespace, "job_name": ids.job_name, "run_id": ids.run_id},
-            )
+            self.openlineage_ids = {"namespace": ids.namespace, "job_name": ids.job_name, "run_id": ids.run_id}
+            context["ti"].xcom_push(key=LINEAGE_IDS_XCOM_KEY, value=self.openlineage_ids)
 
     # ------------------------------------------------------------------ lineage
 
@@ -462,7 +463,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         attempts = hook.list_branches(plan.target.repository, plan.stale_prefix)
         return find_published(hook, plan.target, plan.fingerprint, attempt_branches=attempts, log=self.log)
 
-    def open_attempt(self, plan: AttemptPlan) -> None:
+    def open_attempt(self, plan: AttemptPlan, context: Context) -> None:
         hook = self.lakefs_hook
         repository = plan.target.repository
         if plan.declared_branch and plan.target.ref != plan.declared_branch:
@@ -477,6 +478,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         for stale in hook.list_branches(repository, plan.stale_prefix):
             self.log.info("Removing branch %s left by an earlier attempt", stale)
             hook.delete_branch(repository, stale, missing_ok=True)
+        self.remove_leftover_attempts(context, repository, own_prefix=plan.stale_prefix)
         source = self.attempt_source(plan)
         hook.create_branch(repository, plan.attempt_branch, source)
         removed = self.clear_attempt_output(plan)
@@ -488,6 +490,49 @@ class LakeFSPodOperator(KubernetesPodOperator):
             plan.target.path,
             plan.attempt_output,
         )
+
+    def remove_leftover_attempts(self, context: Context, repository: str, *, own_prefix: str) -> list[str]:
+        """Delete the attempt branches other task instances of this DAG left in ``repository``.
+
+        A branch is a leftover when its task instance is finished or gone (:mod:`.attempts`); the
+        states come from Airflow through the Task SDK, and only when a branch of this DAG other than
+        this instance's own exists (usually none: one lakeFS list call, no Airflow call). Best effort:
+        a failure here is logged and never fails the task.
+        """
+        ti = context["ti"]
+        try:
+            mine = attempts.dag_key(ti.dag_id)
+            names = [
+                name
+                for name in self.lakefs_hook.list_branches(repository, ATTEMPT_BRANCH_PREFIX)
+                if not name.startswith(own_prefix)
+            ]
+            parsed = [
+                branch for branch in map(attempts.AttemptBranch.parse, names) if branch and branch.dag_key == mine
+            ]
+            if not parsed:
+                return []
+            slugs = {branch.task for branch in parsed}
+            dag = context.get("dag")
+            task_ids = [
+                t for t in (dag.task_ids if dag is not None else [ti.task_id]) if attempts.branch_safe(t) in slugs
+            ]
+            states = ti.get_task_states(dag_id=ti.dag_id, task_ids=task_ids) if task_ids else {}
+            known = attempts.instances_from_task_states(ti.dag_id, states, task_ids)
+            deleted = []
+            for verdict in attempts.judge([b.name for b in parsed], [ti.dag_id], known, every_dag_known=False):
+                if verdict.delete:
+                    self.log.info("Removing leftover attempt branch %s: %s", verdict.branch, verdict.reason)
+                    self.lakefs_hook.delete_branch(repository, verdict.branch, missing_ok=True)
+                    deleted.append(verdict.branch)
+            return deleted
+        except Exception:
+            self.log.warning(
+                "Could not remove leftover attempt branches in %s; `mlrepo cleanup attempts` can",
+                repository,
+                exc_info=True,
+            )
+            return []
 
     def attempt_source(self, plan: AttemptPlan) -> str:
         """The ref an attempt branch starts from: the target branch."""
@@ -630,7 +675,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
     def finish(self, context: Context, plan: AttemptPlan, commit_id: str, *, reused: bool) -> dict[str, Any]:
         settings = self.lakefs_hook.settings
         url = LakeFSUI(settings.browser_url).commit(plan.target.repository, commit_id)
-        context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
+        record_output_commit_url(self, context["ti"], url)
         context["ti"].xcom_push(key=OUTPUT_COMMIT_XCOM_KEY, value=plan.target.with_ref(commit_id).uri)
         attach_outlet_events(context, self.outlets, plan.target, commit_id, task=f"{self.dag_id}.{self.task_id}")
         self.output_commit_id = commit_id
@@ -689,10 +734,6 @@ class LakeFSPodOperator(KubernetesPodOperator):
 def _map_index(ti: Any) -> int:
     value = getattr(ti, "map_index", None)
     return -1 if value is None else int(value)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "-", text)[:40].strip("-") or "task"
 
 
 def _openlineage_run_id(ti: Any) -> str | None:

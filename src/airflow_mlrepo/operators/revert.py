@@ -24,7 +24,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlrepo.exceptions import CommitNotAncestorError
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from airflow_mlrepo.lineage.ids import task_lineage_ids
-from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_URL_XCOM_KEY, LakeFSOutputCommitLink
+from airflow_mlrepo.links.lakefs import LakeFSOutputCommitLink, record_output_commit_url
 from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, airflow_task_url
 
@@ -83,6 +83,8 @@ class LakeFSRevertOperator(BaseOperator):
         self.parent_number = parent_number
         self.commit_message = commit_message
         self.lakefs_conn_id = lakefs_conn_id
+        #: What the extra link shows (None until this attempt made or found its revert commit).
+        self.output_commit_url: str | None = None
 
     @cached_property
     def lakefs_hook(self) -> LakeFSHook:
@@ -147,7 +149,7 @@ class LakeFSRevertOperator(BaseOperator):
         self.restored_commit_id = self._restored(reverted_id)
         settings = self.lakefs_hook.settings
         url = LakeFSUI(settings.browser_url).commit(self.repository, head.id)
-        context["ti"].xcom_push(key=OUTPUT_COMMIT_URL_XCOM_KEY, value=url)
+        record_output_commit_url(self, context["ti"], url)
         return {
             "repository": self.repository,
             "branch": self.branch,
