@@ -45,7 +45,8 @@ def test_what_the_operators_write_the_images_read_back() -> None:
 
     assert read.inputs["training_data"].uri == f"lakefs://iris-train/{COMMIT_A}/data/"
     assert read.inputs["training_data"].is_pinned
-    assert read.model is not None and read.model.uri == f"lakefs://iris-models/{COMMIT_M}/models/iris/"
+    assert read.model is not None
+    assert read.model.uri == f"lakefs://iris-models/{COMMIT_M}/models/iris/"
     assert (read.output.repository, read.output.ref, read.output.path) == (
         "iris-predictions",
         "mlrepo-attempt-abc",
