@@ -13,11 +13,10 @@ from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.e2e.conftest import AirflowE2E, lakefs_facts, new_dag_id
 from tests.e2e.test_commit_detection_e2e import (
     ACTION_FILE,
-    ASSET_DAG,
-    WATCHER,
     _install_action,
     _runs_with_commit,
     _wait_for_single_run,
+    write_watched_dag,
 )
 
 
@@ -35,13 +34,7 @@ def test_webhook_and_watcher_on_one_asset_fire_once_per_commit(
     airflow_e2e: AirflowE2E, hook: LakeFSHook, repo: str, webhook_secret: str
 ) -> None:
     dag_id = new_dag_id("e2e_both")
-    watchers = WATCHER.format(dag_id=dag_id, repo=repo)
-    airflow_e2e.write_dag(dag_id, ASSET_DAG.format(dag_id=dag_id, repo=repo, watchers=watchers))
-    airflow_e2e.wait_for(
-        "the watcher to start",
-        lambda: f"Watching branch 'main' of lakeFS repository '{repo}'" in airflow_e2e.log_of("triggerer"),
-        timeout=90,
-    )
+    write_watched_dag(airflow_e2e, dag_id, repo)
     _install_action(hook, repo, airflow_e2e)
 
     # 1. Both see the commit: lakeFS calls the webhook right after it, the watcher polls every 2 s.

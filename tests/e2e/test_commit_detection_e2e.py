@@ -102,6 +102,17 @@ def _wait_for_single_run(airflow: AirflowE2E, dag_id: str, commit_id: str, timeo
     return run
 
 
+def write_watched_dag(airflow: AirflowE2E, dag_id: str, repo: str) -> None:
+    """Write the asset DAG with a watcher on ``repo``'s main branch and wait until the watcher runs."""
+    watchers = WATCHER.format(dag_id=dag_id, repo=repo)
+    airflow.write_dag(dag_id, ASSET_DAG.format(dag_id=dag_id, repo=repo, watchers=watchers))
+    airflow.wait_for(
+        "the watcher to start",
+        lambda: f"Watching branch 'main' of lakeFS repository '{repo}'" in airflow.log_of("triggerer"),
+        timeout=90,
+    )
+
+
 def _install_action(hook: LakeFSHook, repo: str, airflow: AirflowE2E) -> None:
     action = ACTION_FILE.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{airflow.settings.airflow_port}")
     hook.upload_object(repo, "main", "_lakefs_actions/airflow-mlrepo.yaml", action.encode())
@@ -155,13 +166,7 @@ def test_watcher_fires_once_per_commit_across_a_triggerer_restart(
     airflow_e2e: AirflowE2E, hook: LakeFSHook, repo: str
 ) -> None:
     dag_id = new_dag_id("e2e_watcher")
-    watchers = WATCHER.format(dag_id=dag_id, repo=repo)
-    airflow_e2e.write_dag(dag_id, ASSET_DAG.format(dag_id=dag_id, repo=repo, watchers=watchers))
-    airflow_e2e.wait_for(
-        "the watcher to start",
-        lambda: f"Watching branch 'main' of lakeFS repository '{repo}'" in airflow_e2e.log_of("triggerer"),
-        timeout=90,
-    )
+    write_watched_dag(airflow_e2e, dag_id, repo)
     hook.upload_object(repo, "main", "data/1.csv", b"1\n")
     first = hook.commit(repo, "main", "first data")
     run = _wait_for_single_run(airflow_e2e, dag_id, first.id)
