@@ -12,9 +12,10 @@ scanned repositories (the first-parent history of each branch) is searched bread
   ``mlrepo.reverted_commit``; lakeFS's own revert message names the commit);
 * what derives from a derived output is derived too (data → model → predictions).
 
-An output is *current* unless a newer output commit of the same Airflow task instance (dag, run,
-task, map index) is on the same branch: recomputing (clearing) the run superseded it. Nothing
-here writes to lakeFS.
+An output is *current* unless a newer output commit on the same branch wrote the same output location
+(``mlrepo.output``: a later run of the pipeline, or the recompute of a cleared run, replaced it), or,
+for output commits that do not record their location (older ones, datum merges), a newer output
+commit of the same Airflow task instance (dag, run, task, map index). Nothing here writes to lakeFS.
 
 Recompute (:func:`recompute_plan`): an output can be recomputed by clearing its Airflow run when
 the commit it derives from reached it through a model chosen with the ``latest`` policy (a cleared
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError
 from airflow_mlrepo.locations import LakeFSLocation
+from airflow_mlrepo.provenance import OUTPUT
 from airflow_mlrepo.provenance_report import FORMAT_KEY, Links
 
 if TYPE_CHECKING:
@@ -66,10 +68,19 @@ class OutputCommit:
     map_index: str
     model_policy: str | None
     creation_date: int
+    #: the path it was written to (``mlrepo.output``), when the commit records it
+    output_path: str | None = None
 
     @property
     def task_instance(self) -> tuple[str, str, str, str]:
         return (self.dag_id, self.run_id, self.task_id, self.map_index)
+
+    @property
+    def replaced_by_key(self) -> tuple[str, ...]:
+        """What a newer output commit on the same branch must share with this one to replace it."""
+        if self.output_path is not None:
+            return ("output", self.output_path)
+        return ("task_instance", *self.task_instance)
 
     @classmethod
     def from_commit(cls, repository: str, branch: str, commit: LakeFSCommit) -> OutputCommit | None:
@@ -95,6 +106,7 @@ class OutputCommit:
             map_index=meta.get("mlrepo.map_index", "-1"),
             model_policy=meta.get("mlrepo.model.policy"),
             creation_date=commit.creation_date,
+            output_path=_output_path(meta.get(OUTPUT)),
         )
 
 
@@ -189,17 +201,26 @@ def index_outputs(hook: LakeFSHook, repositories: Iterable[str]) -> list[OutputC
 
 
 def superseding(outputs: Iterable[OutputCommit]) -> dict[tuple[str, str], str]:
-    """(repository, commit) → the newest output commit of the same task instance on the same branch."""
-    newest: dict[tuple[str, str, tuple[str, str, str, str]], OutputCommit] = {}
+    """(repository, commit) → the newest output commit on the same branch that replaced it (see the module doc)."""
+    newest: dict[tuple[str, str, tuple[str, ...]], OutputCommit] = {}
     for out in outputs:
-        key = (out.repository, out.branch, out.task_instance)
+        key = (out.repository, out.branch, out.replaced_by_key)
         if key not in newest or out.creation_date > newest[key].creation_date:
             newest[key] = out
     return {
         (out.repository, out.commit_id): latest.commit_id
         for out in outputs
-        if (latest := newest[(out.repository, out.branch, out.task_instance)]).commit_id != out.commit_id
+        if (latest := newest[(out.repository, out.branch, out.replaced_by_key)]).commit_id != out.commit_id
     }
+
+
+def _output_path(uri: str | None) -> str | None:
+    if not uri:
+        return None
+    try:
+        return LakeFSLocation.parse(uri).path
+    except InvalidLakeFSLocationError:
+        return None
 
 
 def _reverts(commit: LakeFSCommit, target: str) -> bool:

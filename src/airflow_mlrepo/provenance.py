@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 PREFIX = "mlrepo."
 FORMAT_VERSION = "1"
 FINGERPRINT = "mlrepo.fingerprint"
+#: Where the output was written: ``lakefs://repository/branch/path`` (the declared, not the attempt, branch).
+OUTPUT = "mlrepo.output"
 LAKEFS_AIRFLOW = "::lakefs::Airflow::"
 #: Model commit metadata: the framework that trained the model and the format of its files.
 MODEL_FRAMEWORK_KEY = "mlrepo.model.framework"
@@ -116,8 +118,9 @@ def build_provenance(
     fingerprint_value: str,
     airflow_url: str,
     openlineage_run_id: str | None,
+    output: str | None = None,
 ) -> dict[str, str]:
-    """The metadata of an output commit: inputs, model, code, Airflow run, lineage ids."""
+    """The metadata of an output commit: inputs, model, code, Airflow run, lineage ids, where it was written."""
     metadata: dict[str, str] = {
         "mlrepo.format": FORMAT_VERSION,
         "mlrepo.output_kind": output_kind,
@@ -146,6 +149,8 @@ def build_provenance(
         metadata["mlrepo.model.policy"] = model_policy or ""
     if openlineage_run_id:
         metadata["mlrepo.openlineage_run_id"] = openlineage_run_id
+    if output:
+        metadata[OUTPUT] = output
     lakefs_airflow = {
         "dag_id": dag_id,
         "dag_run_id": run_id,

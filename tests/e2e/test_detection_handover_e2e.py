@@ -15,14 +15,9 @@ import sys
 import urllib.parse
 from typing import Any
 
-import pytest
-
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.e2e.conftest import AirflowE2E, dump, lakefs_facts, new_dag_id, published_output
 from tests.integration.dag_runs import COPY_JOB
-
-# Pending: not yet green in a whole CI run (docs/ci.md, 'Pending tests'); `make test-pending` runs it.
-pytestmark = pytest.mark.pending
 
 PYTHON = sys.executable
 

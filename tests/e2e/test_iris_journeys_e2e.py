@@ -14,9 +14,9 @@ repository set and one set of DAGs per session):
 6. revert the model with ``iris_revert`` -> inference uses the previous model again; revert a bad
    training-data commit -> the watcher retrains without it;
    6b. bad data end to end: a mislabelled training commit trains a model that predicts; ``mlrepo
-   provenance --downstream`` finds both; revert it, the watcher retrains; ``mlrepo recompute
-   --downstream`` clears the bad model's prediction run, which predicts again with the fixed model; no
-   current prediction derives from the bad commit;
+   provenance --downstream`` finds both and ``mlrepo recompute --dry-run`` names the prediction run it
+   would clear; revert it, the watcher retrains and the new model's predictions replace the bad ones;
+   ``mlrepo recompute`` then finds nothing left, and no current output derives from the bad commit;
 7. Marquez's lineage matches (needs a running Marquez: skipped with the stack's reason here).
 
 Commits carry past dates (lakeFS keeps any commit date given) so that past days hold data: the
@@ -466,7 +466,22 @@ def test_6b_bad_data_find_what_it_caused_revert_retrain_recompute(
     assert ("predictions", bad_prediction.id) in derived, sorted(derived)
     assert derived[("predictions", bad_prediction.id)]["current"]
 
-    # Revert it: the watcher sees the revert commit and retrains without it; that model predicts too.
+    # What a recompute would clear now: the bad model's prediction run (its model was chosen 'latest');
+    # the bad model itself is pinned to the bad data and needs a retrain instead.
+    planned = mlrepo(
+        "recompute",
+        "--downstream",
+        f"lakefs://{train}/{bad.id}",
+        *scan,
+        "--airflow-api",
+        airflow_e2e.base_url,
+        "--dry-run",
+    )
+    assert [(e["dag_id"], e["run_id"]) for e in planned["cleared"]] == [("iris_inference", inference["dag_run_id"])]
+    assert any(not item["clearable"] and item["commit_id"] == bad_model.id for item in planned["outputs"]), planned
+
+    # Revert it: the watcher sees the revert commit and retrains without it; that model predicts, and its
+    # predictions replace the bad model's at the same location.
     revert = airflow_e2e.send(
         "POST", "/dags/iris_revert/dagRuns", {"logical_date": None, "conf": {"what": "training_data", "commit": bad.id}}
     )
@@ -476,10 +491,11 @@ def test_6b_bad_data_find_what_it_caused_revert_retrain_recompute(
     retrain = wait_for_run(airflow_e2e, "iris_training", "the bad commit's revert", carries_commit(reverted.id))
     fixed_model = lakefs.get_commit(models, "main")
     assert fixed_model.metadata["mlrepo.run_id"] == retrain["dag_run_id"]
-    wait_for_run(airflow_e2e, "iris_inference", "the fixed model", published_by(retrain["dag_run_id"]))
+    fixed_run = wait_for_run(airflow_e2e, "iris_inference", "the fixed model", published_by(retrain["dag_run_id"]))
+    (fixed_prediction,) = prediction_commits(lakefs, predictions, fixed_run["dag_run_id"])
+    assert fixed_prediction.metadata["mlrepo.model.commit_id"] == fixed_model.id
 
-    # Recompute what still derives from the bad commit: the bad model's prediction run is cleared and
-    # predicts again with the newest (fixed) model; the bad model itself needs the retrain, already done.
+    # The recompute now finds nothing left to clear: the pipeline's own runs replaced every output.
     result = mlrepo(
         "recompute",
         "--downstream",
@@ -488,24 +504,18 @@ def test_6b_bad_data_find_what_it_caused_revert_retrain_recompute(
         "--airflow-api",
         airflow_e2e.base_url,
         "--wait",
-        "--timeout",
-        str(RUN_TIMEOUT * 2),
     )
-    cleared = {(entry["dag_id"], entry["run_id"]): entry["state"] for entry in result["cleared"]}
-    assert cleared == {("iris_inference", inference["dag_run_id"]): "success"}, result
-    assert any(not item["clearable"] and item["commit_id"] == bad_model.id for item in result["outputs"]), result
-    (recomputed, superseded) = prediction_commits(lakefs, predictions, inference["dag_run_id"])[:2]
-    assert superseded.id == bad_prediction.id
-    assert recomputed.metadata["mlrepo.model.commit_id"] == fixed_model.id
-    assert recomputed.metadata["mlrepo.input.input_data"] == bad_prediction.metadata["mlrepo.input.input_data"]
-    journey.timings["bad data -> found, reverted, retrained, recomputed"] = time.monotonic() - started
+    assert result["cleared"] == [], result
+    assert result["outputs"] == [], result
+    journey.timings["bad data -> found, reverted, retrained, predictions replaced"] = time.monotonic() - started
 
-    # Afterwards no current prediction derives from the bad commit, and the history is still there.
+    # Afterwards no current output derives from the bad commit, and the history is still there.
     after = mlrepo("provenance", "--downstream", f"lakefs://{train}/{bad.id}", *scan)
-    nodes = list(_walk(after["derived"]))
-    assert not [n for n in nodes if n["output_kind"] == "predictions" and n["current"]], nodes
-    assert any(n["commit_id"] == bad_prediction.id and n["superseded_by"] == recomputed.id for n in nodes), nodes
-    newest = mlrepo("provenance", f"lakefs://{predictions}/{recomputed.id}/predictions/predictions.csv")
+    nodes = {n["commit_id"]: n for n in _walk(after["derived"])}
+    assert not [n for n in nodes.values() if n["current"]], nodes
+    assert nodes[bad_prediction.id]["superseded_by"] == fixed_prediction.id
+    assert nodes[bad_model.id]["superseded_by"] == fixed_model.id
+    newest = mlrepo("provenance", f"lakefs://{predictions}/main/predictions/predictions.csv")
     assert fixed_model.id in json.dumps(newest)
     assert bad_model.id not in json.dumps(newest)
     journey.models["fixed"] = fixed_model.id

@@ -21,8 +21,11 @@ from airflow_mlrepo.provenance_report import Links
 WHEN = datetime(2026, 11, 25, tzinfo=timezone.utc)
 
 
-def _output(kind: str, pins: dict[str, PinnedInput], dag_id: str, run_id: str, task_id: str) -> dict[str, str]:
+def _output(
+    kind: str, pins: dict[str, PinnedInput], dag_id: str, run_id: str, task_id: str, output: str | None = None
+) -> dict[str, str]:
     return build_provenance(
+        output=output,
         output_kind=kind,
         pins=pins,
         model_input="model" if "model" in pins else None,
@@ -147,6 +150,56 @@ def test_everything_derived_from_a_bad_data_commit_transitively(lakefs: History)
     assert found["p-day2"].current
     assert found["p-day2"].commit_url == "http://lakefs.example/repositories/predictions/commits/p-day2"
     assert found["p-day2"].run_url == "http://airflow.example/dags/iris_inference/runs/day-2"
+
+
+def test_a_later_run_that_wrote_the_same_output_location_replaces_an_output() -> None:
+    """Outputs that record where they were written: a newer commit of any run at the same location
+    replaces the older one (the pipeline recomputed it); other locations stay current."""
+    h = History()
+    h.add("train", "t0", "Repository created")
+    h.add("train", "bad", "bad data")
+    h.add("input", "batch", "inference batch")
+    h.add("models", "m0", "Repository created")
+    h.add("predictions", "p0", "Repository created")
+    h.add(
+        "models",
+        "m-bad",
+        "model",
+        _output(
+            "model",
+            {"training_data": _pin("training_data", "train", "data/", "bad", "asset_event")},
+            "iris_training",
+            "train-1",
+            "train",
+            output="lakefs://models/main/model/",
+        ),
+    )
+
+    def predict(commit: str, model_commit: str, run: str, output: str) -> None:
+        pins = {
+            "input_data": _pin("input_data", "input", "batches/", "batch", "asset_event"),
+            "model": _pin("model", "models", "model/", model_commit, "latest"),
+        }
+        h.add(
+            "predictions", commit, "predictions", _output("predictions", pins, "iris_inference", run, "predict", output)
+        )
+
+    predict("p-bad", "m-bad", "run-1", "lakefs://predictions/main/predictions/")
+    predict("p-daily", "m-bad", "run-2", "lakefs://predictions/main/daily/2026-11-25/")
+    h.add(
+        "models",
+        "m-fixed",
+        "model",
+        _output("model", {}, "iris_training", "train-2", "train", "lakefs://models/main/model/"),
+    )
+    predict("p-fixed", "m-fixed", "run-3", "lakefs://predictions/main/predictions/")
+
+    found = {n.output.commit_id: n for n in downstream(h, "lakefs://train/bad", REPOS, links=LINKS).all()}
+    assert found["m-bad"].superseded_by == "m-fixed"
+    assert found["p-bad"].superseded_by == "p-fixed"  # another run, the same location
+    assert found["p-daily"].current  # its own location: nothing replaced it
+    plan = recompute_plan(downstream(h, "lakefs://train/bad", REPOS, links=LINKS))
+    assert [(item.output.commit_id, item.clearable) for item in plan] == [("p-daily", True)]
 
 
 def test_downstream_of_a_model_commit_is_its_predictions_only(lakefs: History) -> None:

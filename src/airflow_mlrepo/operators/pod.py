@@ -721,6 +721,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
             fingerprint_value=plan.fingerprint,
             airflow_url=airflow_task_url(base_url, ti.dag_id, context["run_id"], ti.task_id, map_index),
             openlineage_run_id=_openlineage_run_id(ti),
+            output=plan.target.uri,
         )
         if self.pod_image_id:
             metadata[IMAGE_ID_METADATA] = self.pod_image_id
