@@ -96,6 +96,7 @@ def test_backfill_through_the_ui_form_then_open_a_task_and_its_extra_links(
                 f"/api/v2/dags/iris_training/dagRuns/{urllib.parse.quote(earlier['dag_run_id'], safe='')}"
             )
     before = {r["dag_run_id"] for r in airflow_e2e.dag_runs("iris_training")}
+    earlier_backfills = {b["id"] for b in airflow_e2e.get("/backfills", dag_id="iris_training")["backfills"]}
 
     page.goto("/dags/iris_training", wait_until="networkidle")
     page.get_by_role("button", name="Trigger Dag").wait_for()
@@ -117,7 +118,8 @@ def test_backfill_through_the_ui_form_then_open_a_task_and_its_extra_links(
 
     # The REST API sees the backfill the form created, and its two runs.
     backfills = airflow_e2e.get("/backfills", dag_id="iris_training")["backfills"]
-    (backfill,) = [b for b in backfills if b["from_date"].startswith(FROM.strftime("%Y-%m-%dT%H:%M"))]
+    (backfill,) = [b for b in backfills if b["id"] not in earlier_backfills]
+    assert backfill["from_date"].startswith(FROM.strftime("%Y-%m-%dT%H:%M"))
     assert backfill["to_date"].startswith(TO.strftime("%Y-%m-%dT%H:%M"))
     # The form sends every DAG param: C as typed, publish_to at its default.
     assert backfill["dag_run_conf"] == {"C": 0.5, "publish_to": "auto"}
