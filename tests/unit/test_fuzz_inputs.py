@@ -284,6 +284,7 @@ def _finite_positive(value: float) -> bool:
     extra=extras,
 )
 @example(host=None, schema=None, port=None, login=None, password="pass", extra=None)  # "pass" is in "password"
+@example(host="0", schema=None, port=None, login="AKIA", password="s3cr3t", extra="\r")  # a blank extra
 def test_connection_fields_and_extras_parse_correctly_or_raise_a_typed_error(
     host: str | None, schema: str | None, port: int | None, login: str | None, password: str | None, extra: str | None
 ) -> None:
@@ -340,6 +341,6 @@ def test_connection_fields_and_extras_parse_correctly_or_raise_a_typed_error(
         assert isinstance(settings.ui_url, str)
         assert urllib.parse.urlsplit(settings.ui_url).scheme in ("http", "https")
     assert settings.browser_url
-    decoded = json.loads(extra) if extra else {}
+    decoded = json.loads(extra) if extra and extra.strip() else {}  # a blank extra is no extra (as Airflow's)
     if isinstance(decoded, dict) and "verify_ssl" in decoded and decoded["verify_ssl"] in (False, "false", "0", "off"):
         assert settings.verify_ssl is False
