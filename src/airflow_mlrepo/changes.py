@@ -23,14 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from airflow_mlrepo.exceptions import CommitNotAncestorError, LakeFSBadInputError
 from airflow_mlrepo.hooks.lakefs.refs import DEFAULT_MAX_COMMITS, LakeFSCommit, LakeFSDiffEntry
-from airflow_mlrepo.locations import validate_path, validate_ref, validate_repository
+from airflow_mlrepo.locations import is_commit_id, validate_path, validate_ref, validate_repository
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -313,8 +312,6 @@ def _made_by(commit: LakeFSCommit, cutoff: int) -> bool:
 MAX_WALK_COMMITS = DEFAULT_MAX_COMMITS
 #: Commits read per log page (lakeFS's maximum).
 _PAGE = 1000
-#: A lakeFS commit id in full (a SHA-256 in hex), as opposed to a branch, tag or ref expression.
-_FULL_COMMIT_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def commits_between(
@@ -338,7 +335,7 @@ def commits_between(
     limit = MAX_WALK_COMMITS if max_commits is None else max_commits
     tip = hook.get_commit(repository, head)
     # A full commit id needs no lookup before the ancestry check: a reset branch costs two calls.
-    base_id = baseline if _FULL_COMMIT_ID.fullmatch(baseline) else hook.resolve_commit_id(repository, baseline)
+    base_id = baseline if is_commit_id(baseline) else hook.resolve_commit_id(repository, baseline)
     if tip.id == base_id:
         return []
     if not hook.is_ancestor(repository, base_id, tip.id):
