@@ -7,6 +7,7 @@ The receiver side, with both sources on one asset in a real Airflow, is
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -31,6 +32,26 @@ def test_the_watcher_marks_what_it_fires_for_so_the_webhook_sees_it(monkeypatch:
     assert [event["commits"] for event in events] == [[b.id, c.id]]
     for commit in (b, c):
         assert store.values[seen_commits.commit_key("data", commit.id)]["source"] == "watcher"
+
+
+def test_the_watchers_own_mark_does_not_hide_a_commit_whose_event_was_never_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A triggerer that died between marking b and the supervisor storing b's event comes back with the
+    # old watermark (H1) and b's watcher mark: b must fire again, not be taken for recorded.
+    b = _commit("b")
+    store = MemoryAccessor({seen_commits.commit_key("data", b.id): seen_commits.mark_value("watcher")})
+    poller = ScriptedPoller(["H1", "H2"], {("H1", "H2"): [b]})
+    events, _ = _drive_watcher(monkeypatch, poller, store, 0.3)
+    assert [event["commits"] for event in events] == [[b.id]]
+
+
+def test_marks_read_back_as_json_text_count_by_their_source() -> None:
+    b = _commit("b")
+    webhook = MemoryAccessor({seen_commits.commit_key("data", b.id): json.dumps(seen_commits.mark_value("webhook", 3))})
+    watcher = MemoryAccessor({seen_commits.commit_key("data", b.id): json.dumps(seen_commits.mark_value("watcher"))})
+    assert asyncio.run(seen_commits.all_recorded([webhook], "data", [b.id]))
+    assert not asyncio.run(seen_commits.all_recorded([watcher], "data", [b.id]))
 
 
 def test_a_batch_is_skipped_only_when_every_watched_asset_has_every_commit() -> None:

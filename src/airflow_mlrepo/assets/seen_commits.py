@@ -6,7 +6,9 @@ the triggerer). Both mark each commit they turn into an asset event under one ke
 **asset state store** (Airflow 3.3+; primary key ``(asset_id, key)``, so every check is one indexed
 lookup): ``mlrepo.commit.<repository>.<commit id>``. The receiver checks and marks under a row lock
 on the asset, in the transaction that records the event; the watcher checks before it fires and
-marks before it yields, so a commit the other side already recorded does not fire again.
+marks before it yields, so a commit the other side already recorded does not fire again. The
+watcher does not skip a commit for its own mark: that mark is written before its event is stored, so
+only the receiver's marks prove an event exists (see :func:`all_recorded`).
 
 The one window left open: a watcher that checked (nothing there) just before the receiver's
 transaction committed, and fires just after. Both then record the commit (the runs are idempotent:
@@ -31,6 +33,8 @@ KEY_PREFIX = "mlrepo.commit."
 _MAX_READABLE_KEY = 400
 #: How long a mark is kept (a commit delivered again after this long fires again).
 MARK_RETENTION = timedelta(days=30)
+#: The ``source`` of the marks the watcher writes (the triggers' ``SOURCE_WATCHER``).
+WATCHER_SOURCE = "watcher"
 #: A watcher batch checks and marks at most this many of its newest commits.
 MAX_CHECKED_COMMITS = 100
 
@@ -105,13 +109,32 @@ def prune_marks(session: Session, asset_id: int) -> int:
 # ------------------------------------------------------------------------ watcher side (async)
 
 
+def _mark_source(value: Any) -> str | None:
+    """The ``source`` of a stored mark (the store hands back JSON text or the decoded value)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return "unknown"
+    return str(value.get("source", "unknown")) if isinstance(value, dict) else "unknown"
+
+
 async def all_recorded(accessors: Sequence[Any], repository: str, commit_ids: Sequence[str]) -> bool:
-    """Whether every watched asset already has an event for every one of ``commit_ids``."""
+    """Whether every watched asset already has a *stored* event for every one of ``commit_ids``.
+
+    Only a mark made by another source counts. The receiver marks in the transaction that stores
+    its event, so its mark proves the event exists. The watcher's own mark does not: it is written
+    before the event leaves the trigger, and a triggerer that dies before the event is stored comes
+    back with the old watermark and must fire those commits again (at least once, never lost).
+    """
     if not accessors or not commit_ids or len(commit_ids) > MAX_CHECKED_COMMITS:
         return False
     for accessor in accessors:
         for commit_id in commit_ids:
-            if await accessor.aget(commit_key(repository, commit_id)) is None:
+            source = _mark_source(await accessor.aget(commit_key(repository, commit_id)))
+            if source is None or source == WATCHER_SOURCE:
                 return False
     return True
 

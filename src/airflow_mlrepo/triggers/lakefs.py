@@ -62,7 +62,7 @@ MAX_BACKOFF_SECONDS = 300.0
 WATERMARK_SETTLE_SECONDS = 5.0
 #: Prefix of the asset state store key that holds a watcher's watermark.
 WATERMARK_KEY_PREFIX = "airflow_mlrepo.lakefs_watermark"
-SOURCE_WATCHER = "watcher"
+SOURCE_WATCHER = seen_commits.WATCHER_SOURCE
 
 _TRIGGER_MODULE = __name__
 
