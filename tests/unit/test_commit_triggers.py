@@ -1,19 +1,23 @@
 """Commit triggers without lakeFS: serialisation, filters, payloads and the watcher's watermark logic.
 
-The watcher's loop is driven with a scripted poller (the lakeFS boundary) and an in-memory
-asset state store (the Airflow boundary), which unit tests may fake.
+The watcher is driven with a scripted poller (the lakeFS boundary) and an in-memory asset state
+store (the Airflow boundary), which unit tests may fake, through Airflow's own shared-stream
+manager, as the triggerer runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.triggers.base import BaseEventTrigger
+from airflow.triggers.shared_stream import SharedStreamManager
 
 from airflow_mlrepo.changes import CommitFilter
 from airflow_mlrepo.exceptions import (
@@ -28,6 +32,7 @@ from airflow_mlrepo.triggers import lakefs as triggers
 from airflow_mlrepo.triggers.lakefs import (
     LakeFSCommitEventTrigger,
     LakeFSCommitTrigger,
+    WatcherStream,
     WatermarkStore,
     backoff_seconds,
     trigger_error_class,
@@ -214,22 +219,51 @@ def _drive_watcher(
     poller: ScriptedPoller,
     accessor: MemoryAccessor | None,
     seconds: float,
-    settle: float = 0.001,
+    confirm_after: float | None = 0.0,
+    confirmed_at: list[float] | None = None,
 ) -> tuple[list[dict[str, Any]], LakeFSCommitEventTrigger]:
-    monkeypatch.setattr(triggers, "WATERMARK_SETTLE_SECONDS", settle)
+    """Run the watcher as the 3.3 triggerer's ``run_trigger`` does, for ``seconds``.
+
+    With a shared stream key: subscribe through Airflow's own ``SharedStreamManager`` (ack mode),
+    bind each event and confirm it stored ``confirm_after`` seconds later (None: never), as the
+    supervisor does once the event is in the metadata database. Without one: ``run()``.
+    """
     trigger = LakeFSCommitEventTrigger(repository="data", branch="main", poll_interval=0.01)
     trigger.asset_state_store = accessor  # what the 3.3 triggerer injects
     monkeypatch.setattr(trigger, "_poller", lambda: poller)
     events: list[dict[str, Any]] = []
 
     async def run() -> None:
+        manager = SharedStreamManager()
+        key = trigger.shared_stream_key()
+        stream = (
+            trigger.run()
+            if key is None
+            else trigger.filter_shared_stream(manager.subscribe(trigger_id=1, trigger=trigger, key=key))
+        )
+        loop = asyncio.get_running_loop()
+
+        def confirm(seq: int) -> None:
+            if confirmed_at is not None:
+                confirmed_at.append(time.time())
+            manager.confirm_persisted([seq])
+
         async def collect() -> None:
-            async for event in trigger.run():
-                events.append(event.payload["lakefs"])
+            try:
+                async for event in stream:
+                    seq = None if key is None else manager.bind_pending_event(trigger_id=1, key=key)
+                    events.append(event.payload["lakefs"])
+                    if seq is not None and confirm_after is not None:
+                        loop.call_later(confirm_after, confirm, seq)
+            finally:
+                if key is not None:
+                    await manager.unsubscribe(1, key)
 
         task = asyncio.ensure_future(collect())
         await asyncio.sleep(seconds)
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     asyncio.run(run())
     return events, trigger
@@ -256,14 +290,43 @@ def test_watcher_fires_once_per_batch_and_records_the_watermark_after_it(monkeyp
     assert recorded == ["H1", "H2", "H3"]
 
 
-def test_watcher_records_the_watermark_only_once_the_event_has_settled(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watcher_records_the_watermark_only_once_its_event_is_stored(monkeypatch: pytest.MonkeyPatch) -> None:
     store = MemoryAccessor()
     b = _commit("b")
     poller = ScriptedPoller(["H1", "H2"], {("H1", "H2"): [b]})
-    events, trigger = _drive_watcher(monkeypatch, poller, store, 0.3, settle=30.0)
+    events, trigger = _drive_watcher(monkeypatch, poller, store, 0.5, confirm_after=None)
     assert [e["commits"] for e in events] == [[b.id]]
-    # Stopped before the event settled: the watermark stays at H1, so a restart re-detects H2.
+    # The event was never confirmed stored: the watermark stays at H1, so a restart re-detects H2.
     assert store.values[trigger.watermark_key]["commit_id"] == "H1"
+
+
+def test_the_watermark_follows_the_stored_event_not_a_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryAccessor()
+    b = _commit("b")
+    poller = ScriptedPoller(["H1", "H2"], {("H1", "H2"): [b]})
+    confirmed_at: list[float] = []
+    events, trigger = _drive_watcher(monkeypatch, poller, store, 1.0, confirm_after=0.4, confirmed_at=confirmed_at)
+    assert [e["commits"] for e in events] == [[b.id]]
+    recorded = [value for key, value in store.writes if key == trigger.watermark_key]
+    assert [value["commit_id"] for value in recorded] == ["H1", "H2"]
+    (stored,) = confirmed_at
+    # Recorded once the event was stored, not before it and not a fixed delay later.
+    assert stored <= recorded[-1]["updated_at"] < stored + 0.3
+
+
+def test_the_triggerer_runs_a_watcher_with_a_state_store_in_ack_mode() -> None:
+    trigger = LakeFSCommitEventTrigger(repository="data", branch="main")
+    assert trigger.shared_stream_key() is None  # no asset state store: standalone run(), watermark in memory
+    trigger.asset_state_store = MemoryAccessor()
+    key = trigger.shared_stream_key()
+    assert key is not None
+    producer = LakeFSCommitEventTrigger.create_shared_stream_producer(trigger.serialize()[1])
+    assert isinstance(producer, WatcherStream)
+    assert producer.trigger is trigger  # so advance() writes the watched assets' store
+    assert producer.acknowledged
+    invalid = LakeFSCommitEventTrigger(repository="data", branch="main", poll_interval=0)
+    invalid.asset_state_store = MemoryAccessor()
+    assert invalid.shared_stream_key() is None  # run() logs the error and idles
 
 
 def test_watcher_fires_on_a_reset_branch_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from mlrepo_devstack.stack.processes import is_alive, read_pid_file, start_detached, stop_process
+from mlrepo_devstack.stack.processes import is_alive, kill_process, read_pid_file, start_detached, stop_process
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -53,6 +53,22 @@ def test_stop_falls_back_to_sigkill(tmp_path: Path) -> None:
     assert stop_process(tmp_path / "run" / "service.pid", "service", timeout=1)
     assert not is_alive(pid)
     assert time.monotonic() - started < 10
+
+
+def test_kill_sigkills_the_whole_session_at_once(tmp_path: Path) -> None:
+    # A service that would shut down cleanly on SIGTERM, with a child: a crash gives it no chance.
+    pid = _start(tmp_path, "trap 'echo clean >> clean.txt; exit 0' TERM; sleep 60 & echo $! > child.pid; wait")
+    time.sleep(0.3)
+    child = int((tmp_path / "child.pid").read_text())
+    assert kill_process(tmp_path / "run" / "service.pid", "service")
+    assert not is_alive(pid)
+    deadline = time.monotonic() + 5
+    while is_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not is_alive(child)
+    assert not (tmp_path / "clean.txt").exists()
+    assert not (tmp_path / "run" / "service.pid").exists()
+    assert not kill_process(tmp_path / "run" / "service.pid", "service")
 
 
 def test_a_recycled_pid_is_not_taken_for_the_service(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ on :class:`~airflow_mlrepo.hooks.lakefs.LakeFSAsyncHook`:
 * :class:`LakeFSCommitEventTrigger` (a :class:`~airflow.triggers.base.BaseEventTrigger`) is for
   ``AssetWatcher``: it never ends, fires one event per new batch of commits, and keeps its
   watermark (the last branch head it has dealt with) in Airflow's asset state store so that a
-  triggerer restart neither re-fires old commits nor misses new ones.
+  triggerer restart neither re-fires old commits nor misses new ones. It runs in Airflow's
+  shared-stream ack mode (:class:`WatcherStream`): the watermark moves past a batch only once the
+  triggerer has confirmed that the batch's event is stored in the metadata database.
 
 Cost per poll interval and watched branch: **one** lakeFS request (``GET .../branches/{branch}``)
 while nothing changes. Only when the head moved is the log walked
@@ -29,11 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
+from airflow.triggers.shared_stream import AdvanceItem, AdvanceOutcome, SharedStreamProducer
 
 from airflow_mlrepo.assets import seen_commits
 from airflow_mlrepo.changes import CommitFilter
@@ -55,11 +60,6 @@ if TYPE_CHECKING:
 DEFAULT_POLL_INTERVAL = 60.0
 #: Longest wait between two attempts while lakeFS is unreachable (the backoff cap).
 MAX_BACKOFF_SECONDS = 300.0
-#: Seconds a watcher waits after firing before it records the new watermark. The triggerer hands
-#: events to its supervisor about once a second and the supervisor stores them in the metadata DB
-#: in its next loop; recording the watermark only after that means a triggerer that dies in
-#: between re-detects the commits after its restart instead of losing them.
-WATERMARK_SETTLE_SECONDS = 5.0
 #: Prefix of the asset state store key that holds a watcher's watermark.
 WATERMARK_KEY_PREFIX = "airflow_mlrepo.lakefs_watermark"
 SOURCE_WATCHER = seen_commits.WATCHER_SOURCE
@@ -299,6 +299,131 @@ class WatermarkStore:
             await target.aset(self._key, value)
 
 
+@dataclass(frozen=True)
+class HeadMove:
+    """One raw event of a watcher's stream: the branch head moved from ``previous`` to ``head``.
+
+    ``commits`` are the matching commits in between, oldest first; ``reset`` says the branch was
+    reset or force-moved (``previous`` is not in ``head``'s history) and the watched paths differ.
+    """
+
+    previous: str
+    head: str
+    commits: tuple[LakeFSCommit, ...] = ()
+    reset: bool = False
+
+
+#: The live watcher behind each ack-mode stream of this process, by its stream key. The triggerer
+#: builds a stream's producer from the trigger's kwargs alone (a classmethod), while the asset state
+#: store that holds the watermark is on the trigger instance; this is how the producer finds it.
+_ACK_MODE_WATCHERS: dict[Hashable, LakeFSCommitEventTrigger] = {}
+
+
+def _stream_key(kwargs: Mapping[str, Any]) -> tuple[str, str]:
+    return (f"{_TRIGGER_MODULE}.LakeFSCommitEventTrigger", json.dumps(kwargs, sort_keys=True, default=str))
+
+
+class WatcherStream(SharedStreamProducer):
+    """The producer half of a watcher in Airflow's shared-stream **ack mode**.
+
+    :meth:`open_stream` reads the watermark, polls the branch head and yields one
+    :class:`HeadMove` per move (``broker_payload``: the new head). The triggerer's
+    ``SharedStreamManager`` calls :meth:`advance` only once the trigger event derived from a move
+    (if any) is confirmed stored in the metadata database; that is where the watermark is recorded.
+    So a triggerer that dies before its event is stored comes back with the old watermark and
+    fires the batch again, whatever the timing.
+    """
+
+    def __init__(self, trigger: LakeFSCommitEventTrigger, *, acknowledged: bool) -> None:
+        self.trigger = trigger
+        self.acknowledged = acknowledged  # advance() follows the triggerer's persistence confirmations
+        self.store = WatermarkStore(trigger.asset_state_store, trigger.watermark_key)
+        self.recorded: str | None = None  # the watermark in the store
+        self._rewind = False
+
+    @property
+    def log(self) -> Any:
+        return self.trigger.log
+
+    async def _start(self, poller: LakeFSBranchPoller) -> str:
+        trigger, store = self.trigger, self.store
+        recorded = await trigger._retrying("read the watermark", store.load) if store.persistent else None
+        if recorded and recorded.get("repository") == trigger.repository and recorded.get("branch") == trigger.branch:
+            watermark = str(recorded["commit_id"])
+            self.log.info("Resuming %s after watermark %s, %s", trigger._where, watermark, self._mode)
+            return watermark
+        watermark = trigger.since_commit or await trigger._retrying("read the branch head", poller.branch_head)
+        if store.persistent:
+            await trigger._retrying("record the watermark", lambda: store.save(trigger._watermark_value(watermark)))
+        self.log.info("Watching %s from %s (watermark %s)", trigger._where, watermark, self._mode)
+        return watermark
+
+    @property
+    def _mode(self) -> str:
+        if not self.store.persistent:
+            return "in memory only"
+        if self.acknowledged:
+            return "in the asset state store, moved on the triggerer's acknowledgement"
+        return "in the asset state store, moved with no acknowledgement"
+
+    async def open_stream(self) -> AsyncIterator[tuple[HeadMove, str]]:
+        trigger = self.trigger
+        poller = trigger._poller()
+        position = self.recorded = await self._start(poller)
+        failures = 0
+        while True:
+            if self._rewind:  # an event was never confirmed stored: detect again from the watermark
+                position, self._rewind = self.recorded, False
+            try:
+                head = await poller.branch_head(trigger._head_max_age)
+                if head != position:
+                    reset = False
+                    try:
+                        commits = await poller.new_commits(position, head)
+                    except CommitNotAncestorError as exc:
+                        # The branch was reset or force-moved: its data changed without new commits.
+                        reset = await poller.reset_changed_paths(position, head)
+                        self.log.warning(
+                            "%s; %s", exc, "firing a reset event" if reset else "the watched paths are the same"
+                        )
+                        commits = []
+                    move = HeadMove(position, head, tuple(commits), reset)
+                    position = head
+                    yield move, head
+                if failures:
+                    self.log.info("lakeFS is reachable again for %s", trigger._where)
+                failures = 0
+                await asyncio.sleep(seconds_to_next_tick(trigger.poll_interval))
+            except Exception as exc:
+                failures += 1
+                delay = backoff_seconds(trigger.poll_interval, failures)
+                level = self.log.warning if isinstance(exc, LakeFSUnavailableError) else self.log.error
+                level("Cannot check %s (attempt %d), retrying in %.0fs: %s", trigger._where, failures, delay, exc)
+                await asyncio.sleep(delay)
+
+    async def advance(self, batch: Sequence[AdvanceItem]) -> None:
+        """Record the newest head whose event (if any) is stored; never raises (that would end the stream)."""
+        settled: str | None = None
+        for item in batch:
+            if not item.outcome.is_clean:
+                self.log.warning(
+                    "The event for head %s of %s was not confirmed stored (%s): detecting it again",
+                    item.broker_payload,
+                    self.trigger._where,
+                    item.outcome,
+                )
+                self._rewind = True
+                break
+            settled = str(item.broker_payload)
+        if settled is None or settled == self.recorded:
+            return
+        if self.store.persistent:
+            await self.trigger._retrying(
+                "record the watermark", lambda: self.store.save(self.trigger._watermark_value(settled))
+            )
+        self.recorded = settled
+
+
 class LakeFSCommitEventTrigger(_CommitTriggerBase, BaseEventTrigger):
     """Fire once per new batch of commits on a lakeFS branch: the trigger of an ``AssetWatcher``.
 
@@ -317,14 +442,15 @@ class LakeFSCommitEventTrigger(_CommitTriggerBase, BaseEventTrigger):
                     "source": "watcher"}}
 
     The watermark is the last branch head the watcher dealt with. It lives in the asset state
-    store of the watched asset(s) (Airflow 3.3+), is written :data:`WATERMARK_SETTLE_SECONDS`
-    after an event (once the triggerer has stored the event), and is read back when the trigger
-    starts: commits made while the triggerer was down fire once after it is back, and commits
-    that already fired do not fire again. With no watermark yet the watcher starts at
-    ``since_commit`` if given, else at the branch head when it first runs (history is not
-    replayed). A reset branch (watermark no longer in its history) fires an event with
-    ``"reset": true`` (``commits`` empty, ``previous_commit_id`` the old head) when the watched
-    paths differ between the old and the new head, and the watcher carries on from the new head.
+    store of the watched asset(s) and is read back when the trigger starts: commits made while the
+    triggerer was down fire once after it is back, and commits that already fired do not fire
+    again. The watcher runs in Airflow's shared-stream ack mode (:class:`WatcherStream`): the
+    watermark moves past a batch only once the triggerer has confirmed that the batch's event is
+    stored in the metadata database. With no watermark yet the watcher starts at ``since_commit``
+    if given, else at the branch head when it first runs (history is not replayed). A reset branch
+    (watermark no longer in its history) fires an event with ``"reset": true`` (``commits`` empty,
+    ``previous_commit_id`` the old head) when the watched paths differ between the old and the new
+    head, and the watcher carries on from the new head.
 
     :param since_commit: commit id to start from the first time (before any watermark exists).
     """
@@ -421,90 +547,80 @@ class LakeFSCommitEventTrigger(_CommitTriggerBase, BaseEventTrigger):
                 level("Cannot %s for %s (attempt %d), retrying in %.0fs: %s", what, self._where, failures, delay, exc)
                 await asyncio.sleep(delay)
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    def _invalid(self) -> Exception | None:
         try:
-            poller = self._poller()
+            self._poller()
             if self.since_commit is not None:
                 validate_ref(self.since_commit)
         except Exception as exc:
+            return exc
+        return None
+
+    # ------------------------------------------------------------------ shared-stream ack mode
+
+    def shared_stream_key(self) -> Hashable | None:
+        """Ack mode whenever there is an asset state store to keep the watermark in (Airflow 3.3+).
+
+        One stream per watcher (its kwargs; Airflow keeps one trigger per kwargs): the watermark is
+        per filter and per watched asset, so watchers cannot share one. Without a store (a trigger
+        run outside the triggerer's asset wiring) the watcher runs standalone (:meth:`run`).
+        """
+        if not WatermarkStore(self.asset_state_store, self.watermark_key).persistent or self._invalid():
+            return None
+        key = _stream_key(self.serialize()[1])
+        _ACK_MODE_WATCHERS[key] = self  # the triggerer calls this right before it subscribes
+        return key
+
+    @classmethod
+    def create_shared_stream_producer(cls, kwargs: dict[str, Any]) -> SharedStreamProducer:
+        trigger = _ACK_MODE_WATCHERS.get(_stream_key(kwargs))
+        if trigger is None:  # not registered by shared_stream_key: keep the watermark in memory
+            trigger = cls(**kwargs)
+            trigger.log.warning("No asset state store for %s: its watermark lives in memory only", trigger._where)
+        return WatcherStream(trigger, acknowledged=True)
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        """Turn head moves into events: one per batch of new commits (or reset), none otherwise."""
+        store = WatermarkStore(self.asset_state_store, self.watermark_key)
+        try:
+            async for move in shared_stream:
+                if move.commits and not move.reset and await self._already_recorded(store, move.commits):
+                    self.log.info(
+                        "%d new commit(s) on %s up to %s already have asset events (the lakeFS webhook "
+                        "recorded them): not firing again",
+                        len(move.commits),
+                        self._where,
+                        move.head,
+                    )
+                elif move.commits or move.reset:
+                    self.log.info("%d new commit(s) on %s up to %s", len(move.commits), self._where, move.head)
+                    await self._mark_recorded(store, move.commits)
+                    yield _event(self.payload(move.previous, move.head, move.commits, reset=move.reset))
+        finally:
+            key = _stream_key(self.serialize()[1])
+            if _ACK_MODE_WATCHERS.get(key) is self:
+                del _ACK_MODE_WATCHERS[key]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """The standalone watcher (no shared stream: no asset state store, so no acknowledgement needed)."""
+        invalid = self._invalid()
+        if invalid is not None:
             # A watcher cannot fail a task; log loudly and stay idle rather than exit (an exited
             # watcher would be restarted into the same error in a tight loop).
-            self.log.error("Invalid LakeFSCommitEventTrigger for %s: %s", self._where, exc)
+            self.log.error("Invalid LakeFSCommitEventTrigger for %s: %s", self._where, invalid)
             while True:
                 await asyncio.sleep(MAX_BACKOFF_SECONDS)
             yield  # pragma: no cover  (makes this an async generator for the type checker)
-        store = WatermarkStore(getattr(self, "asset_state_store", None), self.watermark_key)
-        recorded = await self._retrying("read the watermark", store.load) if store.persistent else None
-        if recorded and recorded.get("repository") == self.repository and recorded.get("branch") == self.branch:
-            watermark = str(recorded["commit_id"])
-            self.log.info("Resuming %s after watermark %s", self._where, watermark)
-        else:
-            watermark = self.since_commit or await self._retrying("read the branch head", poller.branch_head)
-            if store.persistent:
-                await self._retrying("record the watermark", lambda: store.save(self._watermark_value(watermark)))
-            self.log.info(
-                "Watching %s from %s (watermark %s)",
-                self._where,
-                watermark,
-                "in the asset state store" if store.persistent else "in memory only: Airflow < 3.3",
-            )
+        producer = WatcherStream(self, acknowledged=False)
 
-        pending: str | None = None  # watermark to record once the last event has settled
-        settle_deadline: float | None = None
-        next_poll = time.monotonic()
-        failures = 0
-        while True:
-            now = time.monotonic()
-            if pending is not None and (settle_deadline is None or now >= settle_deadline):
-                try:
-                    if store.persistent:
-                        await store.save(self._watermark_value(pending))
-                    pending, settle_deadline = None, None
-                except Exception as exc:
-                    self.log.warning("Cannot record watermark %s for %s yet: %s", pending, self._where, exc)
-                    settle_deadline = now + self.poll_interval
-            wake_at = next_poll if settle_deadline is None else min(next_poll, settle_deadline)
-            if wake_at > now:
-                await asyncio.sleep(wake_at - now)
-                continue
-            next_poll = now + seconds_to_next_tick(self.poll_interval)
-            try:
-                head = await poller.branch_head(self._head_max_age)
-                if head != watermark:
-                    reset = False
-                    try:
-                        commits = await poller.new_commits(watermark, head)
-                    except CommitNotAncestorError as exc:
-                        # The branch was reset or force-moved: its data changed without new commits.
-                        reset = await poller.reset_changed_paths(watermark, head)
-                        self.log.warning(
-                            "%s; %s", exc, "firing a reset event" if reset else "the watched paths are the same"
-                        )
-                        commits = []
-                    previous, watermark = watermark, head
-                    pending = head
-                    if commits and not reset and await self._already_recorded(store, commits):
-                        self.log.info(
-                            "%d new commit(s) on %s up to %s already have asset events (the lakeFS webhook "
-                            "recorded them): not firing again",
-                            len(commits),
-                            self._where,
-                            head,
-                        )
-                    elif commits or reset:
-                        self.log.info("%d new commit(s) on %s up to %s", len(commits), self._where, head)
-                        await self._mark_recorded(store, commits)
-                        yield _event(self.payload(previous, head, commits, reset=reset))
-                        settle_deadline = time.monotonic() + WATERMARK_SETTLE_SECONDS
-                if failures:
-                    self.log.info("lakeFS is reachable again for %s", self._where)
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                delay = backoff_seconds(self.poll_interval, failures)
-                level = self.log.warning if isinstance(exc, LakeFSUnavailableError) else self.log.error
-                level("Cannot check %s (attempt %d), retrying in %.0fs: %s", self._where, failures, delay, exc)
-                next_poll = time.monotonic() + delay
+        async def moves() -> AsyncIterator[HeadMove]:
+            async for move, head in producer.open_stream():
+                yield move
+                # The filter has moved past the move; there is no persistence to wait for here.
+                await producer.advance([AdvanceItem(head, AdvanceOutcome(acked=1, failed=0))])
+
+        async for event in self.filter_shared_stream(moves()):
+            yield event
 
 
 def trigger_error_class(error_type: str | None) -> type[LakeFSError] | None:
@@ -520,9 +636,11 @@ def trigger_error_class(error_type: str | None) -> type[LakeFSError] | None:
 __all__ = [
     "DEFAULT_POLL_INTERVAL",
     "CommitFilter",
+    "HeadMove",
     "LakeFSBranchPoller",
     "LakeFSCommitEventTrigger",
     "LakeFSCommitTrigger",
+    "WatcherStream",
     "WatermarkStore",
     "backoff_seconds",
     "trigger_error_class",

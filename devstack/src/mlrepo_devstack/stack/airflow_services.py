@@ -44,7 +44,14 @@ from airflow_mlrepo.exceptions import StackError
 from mlrepo_devstack.stack import lakefs, marquez
 from mlrepo_devstack.stack.airflow_db import airflow_executable, airflow_home, airflow_version, connection_url
 from mlrepo_devstack.stack.health import http_request, port_is_open, wait_until
-from mlrepo_devstack.stack.processes import is_alive, log_tail, read_pid_file, start_detached, stop_process
+from mlrepo_devstack.stack.processes import (
+    is_alive,
+    kill_process,
+    log_tail,
+    read_pid_file,
+    start_detached,
+    stop_process,
+)
 from mlrepo_devstack.stack.state import LOCALHOST, format_env_text, parse_env_text
 from mlrepo_devstack.stack.status import AIRFLOW, LAKEFS, ComponentStatus
 
@@ -374,6 +381,13 @@ def stop_service(settings: StackSettings, service: str) -> bool:
     return stop_process(_pid_path(settings, service), f"airflow {service}")
 
 
+def kill_service(settings: StackSettings, service: str) -> bool:
+    """SIGKILL one component's whole process tree (a crash: nothing is shut down cleanly)."""
+    if service not in SERVICES:
+        raise StackError(f"unknown Airflow service {service!r}; choose from {', '.join(SERVICES)}")
+    return kill_process(_pid_path(settings, service), f"airflow {service}")
+
+
 def start_service(settings: StackSettings, secrets: Mapping[str, str], service: str) -> int:
     """Start one component again, with the same environment as :func:`up` gives it; return its pid."""
     if service not in SERVICES:
@@ -398,6 +412,7 @@ __all__ = [
     "dags_folder",
     "down",
     "environment",
+    "kill_service",
     "lineage_environment",
     "lineage_outbox",
     "start_service",

@@ -121,6 +121,19 @@ def stop_process(pid_path: Path, name: str, timeout: float = DEFAULT_STOP_TIMEOU
     return True
 
 
+def kill_process(pid_path: Path, name: str) -> bool:
+    """SIGKILL the process and its session's group at once (a crash, not a stop). True if one was killed."""
+    pid = read_pid_file(pid_path)
+    if pid is None:
+        pid_path.unlink(missing_ok=True)
+        return False
+    _signal_group(pid, signal.SIGKILL)
+    if not _wait_for_exit(pid, 10.0):
+        raise StackError(f"{name} (pid {pid}) survived SIGKILL")
+    pid_path.unlink(missing_ok=True)
+    return True
+
+
 def _signal_group(pid: int, signum: signal.Signals) -> None:
     """Signal the process group led by ``pid`` (our services are session leaders), else the pid."""
     try:
