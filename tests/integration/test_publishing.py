@@ -5,6 +5,7 @@ branch (a real `airflow dags test`) leaves the production branch alone."""
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from datetime import datetime, timezone
 
@@ -15,7 +16,15 @@ from airflow_mlrepo.operators.publishing import fingerprint_tag, record_publishe
 from airflow_mlrepo.operators.training import LakeFSTrainingOperator
 from airflow_mlrepo.provenance import FINGERPRINT
 from tests.integration.commits import commit_file
-from tests.integration.dag_runs import COPY_JOB, DagRunResult, dags_test_command, remove_dag, session_home, write_dag
+from tests.integration.dag_runs import (
+    AIRFLOW,
+    COPY_JOB,
+    DagRunResult,
+    dags_test_command,
+    remove_dag,
+    session_home,
+    write_dag,
+)
 
 
 def _train_dag(data: str, models: str, **extra: str) -> str:
@@ -90,3 +99,43 @@ def test_a_run_publishing_to_its_own_branch_leaves_the_production_branch_alone(
     assert head.metadata["mlrepo.dag_id"] == dag_id
     assert hook.read_object_bytes(models, branch, "model/training_data-0.txt") == b"A,B\n1,2\n"
     assert hook.read_object_bytes(models, "main", "model/training_data-0.txt") == b"production model"
+
+
+def test_a_run_that_runs_again_publishes_on_top_of_its_own_branch_after_main_moved(
+    hook: LakeFSHook, repo_pair: tuple[str, str], airflow_metadata_db: str
+) -> None:
+    """A cleared run (or one backfilled again) whose own branch exists, made from an older ``main``."""
+    data, models = repo_pair
+    commit_file(hook, data, "main", "data/part-1.csv", "a,b\n1,2\n")
+    commit_file(hook, models, "main", "model/training_data-0.txt", "production model")
+    dag_id = _train_dag(data, models, publish_to="run_branch")
+    home = session_home()
+    dag_file = home.dags_folder / f"{dag_id}.py"
+    try:
+        first = _run(dag_id, datetime.now(timezone.utc))
+        assert first.state == "success", first.output[-4000:]
+        run_id = re.search(r"run_id=(manual__[^\s,\]]+)", first.output)
+        assert run_id, first.output[-3000:]
+        (branch,) = [b for b in hook.list_branches(models, "run-") if dag_id in b]
+        published = hook.get_branch_head(models, branch)
+        production = commit_file(hook, models, "main", "model/training_data-0.txt", "a newer production model")
+        # the same task of the same DAG run again, with other work (another command: another fingerprint)
+        dag_file.write_text(dag_file.read_text().replace(COPY_JOB, f'{COPY_JOB}", "--tag", "again'))
+        again = subprocess.run(
+            [AIRFLOW, "tasks", "test", dag_id, "train", run_id.group(1)],
+            env=home.env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        remove_dag(dag_id)
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output[-4000:]
+    head = hook.get_commit(models, branch)
+    assert head.id != published, output[-4000:]  # before the fix: "Cannot create branch ...: it already exists"
+    assert "made by an earlier run of it" in output
+    assert hook.is_ancestor(models, published, branch)  # on top of the first output, not instead of it
+    assert head.metadata["mlrepo.run_id"] == run_id.group(1)
+    assert hook.get_branch_head(models, "main") == production.id

@@ -467,12 +467,17 @@ class LakeFSPodOperator(KubernetesPodOperator):
         hook = self.lakefs_hook
         repository = plan.target.repository
         if plan.declared_branch and plan.target.ref != plan.declared_branch:
-            hook.create_branch(repository, plan.target.ref, plan.declared_branch)
+            # The run's own branch is made from the declared branch once. A later run of the same DAG
+            # run (cleared, or backfilled again) publishes on top of what it published before: the
+            # declared branch has usually moved since, and the branch is this run's, not a conflict.
+            again = hook.branch_exists(repository, plan.target.ref)
+            if not again:
+                hook.create_branch(repository, plan.target.ref, plan.declared_branch)
             self.log.info(
-                "This %s run publishes to branch %s (from %s), not to %s itself: see publish_to",
+                "This %s run publishes to branch %s (%s), not to %s itself: see publish_to",
                 "backfilled" if plan.target.ref.startswith("backfill-") else "",
                 plan.target.ref,
-                plan.declared_branch,
+                "made by an earlier run of it" if again else f"from {plan.declared_branch}",
                 plan.declared_branch,
             )
         for stale in hook.list_branches(repository, plan.stale_prefix):
