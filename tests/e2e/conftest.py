@@ -9,6 +9,7 @@ the Airflow services again at the end if it started them. Tests write DAG files 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,13 +24,14 @@ from typing import Any
 import httpx
 import pytest
 from mlrepo_devstack import stack
-from mlrepo_devstack.stack import airflow_services
+from mlrepo_devstack.stack import airflow_db, airflow_services
 from mlrepo_devstack.stack.state import StackSettings, read_secrets
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_XCOM_KEY
 from airflow_mlrepo.locations import LakeFSLocation
 from tests.conftest import REAL_SERVICES
+from tests.secret_scan import SecretScan
 
 
 @dataclass
@@ -129,6 +131,16 @@ class AirflowE2E:
         for dag_id in self.written:
             (self.dags_folder / f"{dag_id}.py").unlink(missing_ok=True)
 
+    def all_task_instances(self) -> Iterator[dict[str, Any]]:
+        """Every task instance of every DAG run, with its rendered fields (paged)."""
+        offset = 0
+        while True:
+            page = self.get("/dags/~/dagRuns/~/taskInstances", limit=100, offset=offset)
+            yield from page["task_instances"]
+            offset += len(page["task_instances"])
+            if not page["task_instances"] or offset >= page["total_entries"]:
+                return
+
     def log_of(self, service: str) -> str:
         return self.settings.log_path(f"airflow-{service}").read_text(errors="replace")
 
@@ -197,6 +209,35 @@ def airflow_e2e() -> Iterator[AirflowE2E]:
         stack.down([stack.AIRFLOW])
 
 
+@pytest.fixture(scope="session")
+def secret_scan(airflow_e2e: AirflowE2E) -> SecretScan:
+    """The session's secret scan (issue 18): repositories are scanned as they are deleted."""
+    return SecretScan.of_stack(read_secrets(airflow_e2e.settings))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_leaves_its_files(airflow_e2e: AirflowE2E, secret_scan: SecretScan) -> Iterator[None]:
+    """The e2e run ends with a secret scan; the session fails if any secret was found.
+
+    Scanned: every task instance's rendered fields as Airflow stores them (the pod spec's env, command
+    and arguments), the Airflow home (task logs and the lineage outbox), the stack's service logs, and
+    (as each test repository is deleted) every commit's message and metadata.
+    """
+    yield
+    for task_instance in airflow_e2e.all_task_instances():
+        where = "task instance {dag_id}/{dag_run_id}/{task_id}[{map_index}] rendered fields".format(**task_instance)
+        secret_scan.json("rendered task fields", where, task_instance)
+    secret_scan.files("airflow home", [airflow_db.airflow_home(airflow_e2e.settings)])
+    secret_scan.files("stack log", [airflow_e2e.settings.logs_dir])
+    hook = LakeFSHook()  # the repositories still there (a test's own fixture scanned the deleted ones)
+    for repository in hook.client.repositories_api.list_repositories(amount=1000).results:
+        with contextlib.suppress(Exception):  # deleted meanwhile
+            secret_scan.commits(hook, repository.id)
+    print(f"\n{secret_scan.report()}")
+    if secret_scan.hits:
+        pytest.fail(secret_scan.report())
+
+
 @pytest.fixture
 def hook(airflow_e2e: AirflowE2E) -> LakeFSHook:
     hook = LakeFSHook()
@@ -205,10 +246,11 @@ def hook(airflow_e2e: AirflowE2E) -> LakeFSHook:
 
 
 @pytest.fixture
-def repo(hook: LakeFSHook) -> Iterator[str]:
+def repo(hook: LakeFSHook, secret_scan: SecretScan) -> Iterator[str]:
     name = f"e2e-{uuid.uuid4().hex[:10]}"
     hook.create_repository(name, f"local://{name}")
     yield name
+    secret_scan.commits(hook, name)
     hook.delete_repository(name, missing_ok=True)
 
 
@@ -261,7 +303,7 @@ def iris_dag_source(dag_id: str, prefix: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def iris_example(airflow_e2e: AirflowE2E) -> Iterator[IrisExample]:
+def iris_example(airflow_e2e: AirflowE2E, secret_scan: SecretScan) -> Iterator[IrisExample]:
     hook = LakeFSHook()
     example = IrisExample(prefix=f"e2e-{uuid.uuid4().hex[:8]}")
     for kind in ("train", "input", "models", "predictions"):
@@ -272,4 +314,5 @@ def iris_example(airflow_e2e: AirflowE2E) -> Iterator[IrisExample]:
         airflow_e2e.write_dag(dag_id, iris_dag_source(dag_id, example.prefix))
     yield example
     for kind in ("train", "input", "models", "predictions"):
+        secret_scan.commits(hook, example.repo(kind))
         hook.delete_repository(example.repo(kind), missing_ok=True)

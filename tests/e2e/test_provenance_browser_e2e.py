@@ -20,9 +20,6 @@ from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.e2e.conftest import AirflowE2E, IrisExample
 from tests.e2e.test_ui_browser_e2e import CHROMIUM, CHROMIUM_ARGS, IMAGES, ensure_training_history
 
-# Pending: not yet green in a whole CI run (docs/ci.md, 'Pending tests'); `make test-pending` runs it.
-pytestmark = pytest.mark.pending
-
 
 @pytest.fixture(scope="module")
 def browser_page(airflow_e2e: AirflowE2E) -> Iterator[Any]:

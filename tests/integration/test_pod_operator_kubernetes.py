@@ -36,6 +36,7 @@ from airflow_mlrepo.operators.pod_lifecycle import PLAN_ANNOTATION
 from tests.conftest import REAL_SERVICES
 from tests.integration.conftest import LakeFSServer
 from tests.integration.kubernetes_harness import first_event, make_context, make_operator, run_to_completion
+from tests.secret_scan import SecretScan, local_stack_logs_dir, scan_of_local_stack
 
 # Pending: not yet green in a whole CI run (docs/ci.md, 'Pending tests'); `make test-pending` runs it.
 pytestmark = pytest.mark.pending
@@ -63,8 +64,26 @@ def kube(lakefs_server: LakeFSServer) -> Iterator[k8s_client.CoreV1Api]:
     return k8s_client.CoreV1Api(cluster.api_client(settings))
 
 
+@pytest.fixture(scope="module")
+def secret_scan() -> SecretScan:
+    return scan_of_local_stack()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_secret_in_pod_specs_commits_or_logs(kube: k8s_client.CoreV1Api, secret_scan: SecretScan) -> Iterator[None]:
+    """The pod tests end with a secret scan (issue 18): the API server's audit log holds every pod spec
+    the operators sent, the stack's logs the pods' output; repositories are scanned as they go."""
+    yield
+    for pod in kube.list_pod_for_all_namespaces().items:
+        secret_scan.json("pod spec", f"pod {pod.metadata.namespace}/{pod.metadata.name}", pod.to_dict())
+    secret_scan.files("stack log", [local_stack_logs_dir()])
+    assert secret_scan.scanned.get("stack log"), "no stack log was scanned"
+    assert cluster.audit_log_path(StackSettings.from_environ()).exists(), "the API server wrote no audit log"
+    assert not secret_scan.hits, secret_scan.report()
+
+
 @pytest.fixture
-def repos(hook: LakeFSHook, kube: k8s_client.CoreV1Api) -> Iterator[tuple[str, str]]:
+def repos(hook: LakeFSHook, kube: k8s_client.CoreV1Api, secret_scan: SecretScan) -> Iterator[tuple[str, str]]:
     suffix = uuid.uuid4().hex[:10]
     data, models = f"k8s-data-{suffix}", f"k8s-models-{suffix}"
     for name in (data, models):
@@ -73,6 +92,7 @@ def repos(hook: LakeFSHook, kube: k8s_client.CoreV1Api) -> Iterator[tuple[str, s
     hook.commit(data, "main", "training data, part 1")
     yield data, models
     for name in (data, models):
+        secret_scan.commits(hook, name)
         hook.delete_repository(name, missing_ok=True)
 
 
