@@ -64,7 +64,7 @@ def _stack_up(args: argparse.Namespace) -> int:
     print()
     print(f"lakeFS endpoint:          {env['LAKEFS_ENDPOINT']}")
     print(f"lakeFS access key id:     {env['LAKEFS_ACCESS_KEY_ID']}")
-    print(f"lakeFS secret access key: {env['LAKEFS_SECRET_ACCESS_KEY']}")
+    print("lakeFS secret access key: in stack.env (LAKEFS_SECRET_ACCESS_KEY; never printed, so never in a log)")
     print(f"stack.env:                {current.env_file}  (mode 0600)")
     print('load it with:             eval "$(mlrepo stack env)"')
     _warn_about_marquez(current)

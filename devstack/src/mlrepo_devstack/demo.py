@@ -736,7 +736,7 @@ def closing_urls(
         "Airflow UI": f"{airflow}/dags/{INFERENCE_DAG}/runs (no login: the local stack makes every user an admin)",
         "lakeFS UI": (
             f"{endpoint}/repositories (login: access key ID {stack_env.get('LAKEFS_ACCESS_KEY_ID', '?')}, "
-            f"secret access key {stack_env.get('LAKEFS_SECRET_ACCESS_KEY', '?')})"
+            "secret access key: `mlrepo stack env | grep LAKEFS_SECRET_ACCESS_KEY`; never printed)"
         ),
         "lakeFS UI: newest prediction commit": node.commit_url,
         "lakeFS API: its metadata": f"{endpoint}/api/v1/repositories/{names['predictions']}/commits/{node.commit_id}",
