@@ -1,14 +1,14 @@
 # airflow-mlrepo developer entry points. Every target installs what it needs first.
 #
 #   make demo    install everything, start the local stack, run `mlrepo demo` (the README's first command)
-#   make test    install everything, start the local stack, lint, build the docs, run unit + integration + e2e tests
-#                (the pod tests of tests/integration start the stack's Kubernetes cluster themselves)
+#   make test    install everything, start the local stack, lint, build the docs, run the unit, integration, e2e
+#                and framework-example tiers (two lanes at a time; see tests/lanes.py and docs/ci.md)
 #   make e2e-kubernetes  the iris journeys again as pods on the stack's Kubernetes cluster (deferrable and sync)
 #   make kubernetes  start the stack's single-node Kubernetes cluster (root; builds it the first time) and the iris image
 #   make docs    build the docs site into site/ (mkdocs build --strict: warnings fail)
-#   make stack   install everything, start the local stack, print its URLs and credentials
+#   make stack   install everything, start the local stack, print its URLs and where its credentials are
 #   make frameworks  install the frameworks tier (.venv-frameworks: TensorFlow, Spark, PMML, H2O)
-#                    and run tests/frameworks against the local stack (not part of `make test`)
+#                    and run tests/frameworks alone against the local stack (`make test` runs it too)
 #
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -85,9 +85,21 @@ e2e-kubernetes: install browser
 	MLREPO_RUNNER=kubernetes MLREPO_DEFERRABLE=true $(BIN)/pytest tests/e2e/test_iris_journeys_e2e.py -m e2e
 	MLREPO_RUNNER=kubernetes $(BIN)/pytest tests/e2e/test_iris_journeys_e2e.py -m e2e -k "test_1_ or test_2_"
 
-test: lint browser
+# The tiers run in three steps of two lanes each (tests/lanes.py; docs/ci.md): the unit tier beside the
+# tests that stop lakeFS, the rest of the integration tier in two shards (balanced on
+# tests/file_seconds.json), then the e2e tier beside the framework examples. Every step runs even if
+# an earlier one failed; the exit status says whether any lane failed.
+LANES := $(BIN)/python tests/lanes.py
+SELECT = -m '$(1) and not pending'
+test: lint browser frameworks-install
 	$(BIN)/mlrepo stack up
-	$(BIN)/pytest tests/unit tests/integration tests/e2e -m "(unit or integration or e2e) and not pending"
+	$(LANES) "unit=$(BIN)/pytest tests/unit $(call SELECT,unit)" \
+		"outage=$(BIN)/pytest tests/integration $(call SELECT,integration and lakefs_outage)"; a=$$?; \
+	$(LANES) "integration-1=env MLREPO_SHARD=1/2 $(BIN)/pytest tests/integration $(call SELECT,integration and not lakefs_outage)" \
+		"integration-2=env MLREPO_SHARD=2/2 $(BIN)/pytest tests/integration $(call SELECT,integration and not lakefs_outage)"; b=$$?; \
+	$(LANES) "e2e=$(BIN)/pytest tests/e2e $(call SELECT,e2e)" \
+		"frameworks=env MLREPO_FRAMEWORKS_PYTHON=$(CURDIR)/$(FRAMEWORKS_VENV)/bin/python $(BIN)/pytest tests/frameworks -m frameworks"; c=$$?; \
+	exit $$(( a || b || c ))
 
 # Tests written but not yet green in a whole CI run (marker `pending`, listed in docs/ci.md).
 test-pending: install browser

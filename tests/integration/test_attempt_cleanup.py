@@ -67,6 +67,7 @@ def _attempts(hook: LakeFSHook, models: str) -> list[str]:
     return hook.list_branches(models, ATTEMPT_BRANCH_PREFIX)
 
 
+@pytest.mark.lakefs_outage
 @pytest.mark.timeout(900)
 def test_leftovers_of_a_lakefs_outage_are_cleaned_and_running_branches_kept(
     hook: LakeFSHook, repo_pair: tuple[str, str], airflow_metadata_db: str, capsys: pytest.CaptureFixture[str]

@@ -25,6 +25,7 @@ def sensor_env(airflow_metadata_db: str, lakefs_server: LakeFSServer) -> None:
     """`airflow dags test` needs the migrated session DB and the lakeFS connection (env)."""
 
 
+@pytest.mark.lakefs_outage
 def test_poke_mode_returns_commits_made_while_waiting_and_survives_a_lakefs_outage(
     hook: LakeFSHook, repo: str, sensor_env: None
 ) -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
 from mlrepo_devstack import stack
 
 from airflow_mlrepo.hooks.lakefs import LakeFSAsyncHook, LakeFSHook
@@ -165,6 +166,7 @@ def test_one_lakefs_request_per_poll_and_branch_while_nothing_changes(hook: Lake
     assert 0.5 <= per_branch_and_interval <= 1.1, (sent, intervals)
 
 
+@pytest.mark.lakefs_outage
 def test_waits_through_a_lakefs_outage_without_firing(hook: LakeFSHook, repo: str) -> None:
     baseline = hook.get_branch_head(repo, "main")
     trigger = LakeFSCommitTrigger(repository=repo, branch="main", baseline_commit=baseline, poll_interval=0.5)

@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlrepo_devstack import stack
+from mlrepo_devstack.stack import airflow_services
+from mlrepo_devstack.stack.state import StackSettings
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.lineage.outbox import Outbox
@@ -22,7 +25,17 @@ ROLES = ("train", "input", "models", "predictions")
 
 
 @pytest.fixture
-def demo_names(hook: LakeFSHook) -> Iterator[tuple[str, dict[str, str]]]:
+def stack_airflow_stopped_after() -> Iterator[None]:
+    """The demo leaves the stack's Airflow up for its user; the test stops it again if it started it
+    (its scheduler and dag-processor would otherwise take CPU from the rest of the tier)."""
+    was_running = airflow_services.status(StackSettings.from_environ()).state == "running"
+    yield
+    if not was_running:
+        stack.down([stack.AIRFLOW])
+
+
+@pytest.fixture
+def demo_names(hook: LakeFSHook, stack_airflow_stopped_after: None) -> Iterator[tuple[str, dict[str, str]]]:
     suffix = uuid.uuid4().hex[:8]
     names = {role: f"iris-{suffix}-{role}" for role in ROLES}
     yield suffix, names

@@ -58,6 +58,7 @@ def test_nothing_listening_is_unavailable_and_names_the_endpoint(lakefs_server: 
     assert "some-repo" in str(err.value)
 
 
+@pytest.mark.lakefs_outage
 def test_lakefs_stopped_then_restarted(hook: LakeFSHook, repo: str) -> None:
     head = hook.get_branch_head(repo, "main")
     stack.down(["lakefs"])
