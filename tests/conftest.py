@@ -52,10 +52,10 @@ def _shard(config: pytest.Config, items: list[pytest.Item]) -> None:
         raise pytest.UsageError(f"{SHARD_ENV}={spec!r}: expected i/n with 1 <= i <= n")
     root = Path(__file__).resolve().parents[1]
     seconds = json.loads(FILE_SECONDS.read_text()) if FILE_SECONDS.exists() else {}
-    files = sorted({Path(str(item.fspath)).resolve().relative_to(root).as_posix() for item in items})
-    chosen = shard_of_files(files, int(count), seconds)
-    keep = [i for i in items if chosen[Path(str(i.fspath)).resolve().relative_to(root).as_posix()] == int(index) - 1]
-    dropped = [i for i in items if i not in keep]
+    file_of = [Path(str(item.fspath)).resolve().relative_to(root).as_posix() for item in items]
+    chosen = shard_of_files(sorted(set(file_of)), int(count), seconds)
+    keep = [item for item, name in zip(items, file_of, strict=True) if chosen[name] == int(index) - 1]
+    dropped = [item for item, name in zip(items, file_of, strict=True) if chosen[name] != int(index) - 1]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

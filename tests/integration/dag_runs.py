@@ -103,6 +103,28 @@ def dags_test_command(dag_id: str, when: datetime) -> list[str]:
     return [AIRFLOW, "dags", "test", dag_id, when.isoformat()]
 
 
+def manual_run_id(output: str) -> str | None:
+    """The run id an ``airflow dags test`` run printed, if any."""
+    match = re.search(r"run_id=(manual__[^\s,\]]+)", output)
+    return match.group(1) if match else None
+
+
+def run_task_again(dag_id: str, task_id: str, run_id: str, home: AirflowHome, *, timeout: float) -> tuple[int, str]:
+    """``airflow tasks test`` of one task in an existing DAG run: its exit code and its output.
+
+    The exit code is 0 even when the task fails; callers check the outcome in lakeFS.
+    """
+    result = subprocess.run(
+        [AIRFLOW, "tasks", "test", dag_id, task_id, run_id],
+        env=home.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
 class BackgroundDagRun:
     """One `airflow dags test` run in the background, its output collected as it comes."""
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,12 +24,13 @@ from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
 from tests.integration.commits import commit_file
 from tests.integration.dag_runs import (
-    AIRFLOW,
     COPY_JOB,
     AirflowHome,
     BackgroundDagRun,
     find_process,
+    manual_run_id,
     remove_dag,
+    run_task_again,
     session_home,
     write_dag,
 )
@@ -85,7 +84,7 @@ def _trial(hook: LakeFSHook, data: str, trial: int, delay: float, home: AirflowH
             os.kill(victim, signal.SIGKILL)
         text = run.finish()
         outputs.append(text)
-        run_id = re.search(r"run_id=(manual__[^\s,\]]+)", text)
+        run_id = manual_run_id(text)
         assert run_id, text[-3000:]
 
         head = hook.get_branch_head(models, "main")
@@ -95,19 +94,12 @@ def _trial(hook: LakeFSHook, data: str, trial: int, delay: float, home: AirflowH
             assert seen == EXPECTED
         outcome = "merged-before-kill" if head != before else "untouched"
 
-        retry = subprocess.run(
-            [AIRFLOW, "tasks", "test", dag_id, "train", run_id.group(1)],
-            env=home.env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        outputs.append(retry.stdout + retry.stderr)
-        assert retry.returncode == 0, (retry.stdout + retry.stderr)[-3000:]
+        code, retry_output = run_task_again(dag_id, "train", run_id, home, timeout=300)
+        outputs.append(retry_output)
+        assert code == 0, retry_output[-3000:]
         merges = [c for c in hook.commits_since(models, "main", before) if c.is_merge]
         assert len(merges) == 1, f"trial {trial}: {len(merges)} output merges for one run"
-        assert merges[0].metadata["mlrepo.run_id"] == run_id.group(1)
+        assert merges[0].metadata["mlrepo.run_id"] == run_id
         assert _output_paths(hook, models, "main") == EXPECTED
         assert hook.list_branches(models, ATTEMPT_BRANCH_PREFIX) == []
         return f"{'task' if kill_task_process else 'container'}:{outcome}"

@@ -5,7 +5,6 @@ branch (a real `airflow dags test`) leaves the production branch alone."""
 from __future__ import annotations
 
 import hashlib
-import re
 import subprocess
 from datetime import datetime, timezone
 
@@ -17,11 +16,12 @@ from airflow_mlrepo.operators.training import LakeFSTrainingOperator
 from airflow_mlrepo.provenance import FINGERPRINT
 from tests.integration.commits import commit_file
 from tests.integration.dag_runs import (
-    AIRFLOW,
     COPY_JOB,
     DagRunResult,
     dags_test_command,
+    manual_run_id,
     remove_dag,
+    run_task_again,
     session_home,
     write_dag,
 )
@@ -114,28 +114,20 @@ def test_a_run_that_runs_again_publishes_on_top_of_its_own_branch_after_main_mov
     try:
         first = _run(dag_id, datetime.now(timezone.utc))
         assert first.state == "success", first.output[-4000:]
-        run_id = re.search(r"run_id=(manual__[^\s,\]]+)", first.output)
+        run_id = manual_run_id(first.output)
         assert run_id, first.output[-3000:]
         (branch,) = [b for b in hook.list_branches(models, "run-") if dag_id in b]
         published = hook.get_branch_head(models, branch)
         production = commit_file(hook, models, "main", "model/training_data-0.txt", "a newer production model")
         # the same task of the same DAG run again, with other work (another command: another fingerprint)
         dag_file.write_text(dag_file.read_text().replace(COPY_JOB, f'{COPY_JOB}", "--tag", "again'))
-        again = subprocess.run(
-            [AIRFLOW, "tasks", "test", dag_id, "train", run_id.group(1)],
-            env=home.env(),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        code, output = run_task_again(dag_id, "train", run_id, home, timeout=600)
     finally:
         remove_dag(dag_id)
-    output = again.stdout + again.stderr
-    assert again.returncode == 0, output[-4000:]
+    assert code == 0, output[-4000:]
     head = hook.get_commit(models, branch)
     assert head.id != published, output[-4000:]  # before the fix: "Cannot create branch ...: it already exists"
     assert "made by an earlier run of it" in output
     assert hook.is_ancestor(models, published, branch)  # on top of the first output, not instead of it
-    assert head.metadata["mlrepo.run_id"] == run_id.group(1)
+    assert head.metadata["mlrepo.run_id"] == run_id
     assert hook.get_branch_head(models, "main") == production.id
