@@ -26,7 +26,13 @@ from airflow_mlrepo.exceptions import (
 )
 from airflow_mlrepo.links.lakefs_ui import LakeFSUI
 from airflow_mlrepo.locations import LakeFSLocation
-from airflow_mlrepo.provenance import LAKEFS_AIRFLOW, MODEL_FORMAT_KEY, MODEL_FRAMEWORK_KEY, recorded_run_type
+from airflow_mlrepo.provenance import (
+    LAKEFS_AIRFLOW,
+    MODEL_FORMAT_KEY,
+    MODEL_FRAMEWORK_KEY,
+    OUTPUT,
+    recorded_run_type,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -200,8 +206,9 @@ def _json_or_none(raw: str | None) -> Any:
 
 
 def find_commit(hook: LakeFSHook, location: LakeFSLocation) -> LakeFSCommit:
-    """The commit ``location`` stands for: the ref's commit for a bare ref, else the newest commit that
-    changed the object (or, for a prefix, anything under it) in the ref's history."""
+    """The commit ``location`` stands for: the ref's commit for a bare ref; else, on the ref's
+    first-parent history, the newest commit of an mlrepo task that recorded writing the object (or
+    prefix), back to the commit that last changed it (or, for a prefix, anything under it)."""
     if not location.path:
         return hook.get_commit(location.repository, location.ref)
     path = location.path
@@ -217,13 +224,31 @@ def find_commit(hook: LakeFSHook, location: LakeFSLocation) -> LakeFSCommit:
 
 
 def _commit_on_ref(hook: LakeFSHook, location: LakeFSLocation, changed: LakeFSCommit) -> LakeFSCommit:
-    """The commit on the ref's own (first-parent) history that brought ``changed`` in: ``changed``
-    itself, or the merge commit whose other parent it is (operators commit on an attempt branch and
-    merge it, both with the same provenance). ``changed`` when not found within the lookback."""
+    """The commit on the ref's own (first-parent) history that stands for the bytes ``changed`` wrote.
+
+    That is the newest commit, down to the one that brought ``changed`` in, of an mlrepo task that
+    recorded writing ``location``: a run that produced exactly the bytes already there still commits
+    (``allow_empty``), and its commit, not the earlier run's, is what that run's task instance and the
+    ref's head stand for. Else the commit that brought ``changed`` in: ``changed`` itself, or the merge
+    commit whose other parent it is (operators commit on an attempt branch and merge it, both with
+    the same provenance). ``changed`` when not found within the lookback."""
     for commit in hook.log_commits(location.repository, location.ref, amount=FIRST_PARENT_LOOKBACK, first_parent=True):
-        if commit.id == changed.id or changed.id in commit.parents[1:]:
+        if commit.id == changed.id or changed.id in commit.parents[1:] or _records_writing(commit, location):
             return commit
     return changed
+
+
+def _records_writing(commit: LakeFSCommit, location: LakeFSLocation) -> bool:
+    """Whether ``commit`` is an mlrepo task's output commit whose recorded output holds ``location``'s path."""
+    recorded = commit.metadata.get(OUTPUT)
+    if not has_provenance(commit.metadata) or not recorded:
+        return False
+    try:
+        output = LakeFSLocation.parse(recorded)
+    except InvalidLakeFSLocationError:
+        return False
+    root, path = output.path.rstrip("/"), location.path.rstrip("/")
+    return output.repository == location.repository and (not root or path == root or path.startswith(f"{root}/"))
 
 
 def _nothing_at(location: LakeFSLocation) -> LakeFSNotFoundError:

@@ -25,9 +25,20 @@ MODEL_MERGE = "d" * 64
 PRED_ATTEMPT = "e" * 64
 PRED_MERGE = "f" * 64
 ROOT = "0" * 64
+MODELS = "iris-models"
+PREDICTIONS = "lakefs://iris-predictions/main/predictions/"
 
 
-def _metadata(kind: str, pins: dict[str, PinnedInput], model_input: str | None, dag_id: str, task_id: str) -> dict:
+def _metadata(
+    kind: str,
+    pins: dict[str, PinnedInput],
+    model_input: str | None,
+    dag_id: str,
+    task_id: str,
+    *,
+    output: str,
+    run_id: str = "manual__2026-11-25T00:00:00+00:00",
+) -> dict:
     when = datetime(2026, 11, 25, tzinfo=timezone.utc)
     return build_provenance(
         output_kind=kind,
@@ -35,7 +46,7 @@ def _metadata(kind: str, pins: dict[str, PinnedInput], model_input: str | None, 
         model_input=model_input,
         model_policy="latest" if model_input else None,
         dag_id=dag_id,
-        run_id="manual__2026-11-25T00:00:00+00:00",
+        run_id=run_id,
         task_id=task_id,
         map_index=-1,
         try_number=2,
@@ -50,6 +61,7 @@ def _metadata(kind: str, pins: dict[str, PinnedInput], model_input: str | None, 
         fingerprint_value="fp",
         airflow_url=f"http://airflow.example/dags/{dag_id}/runs/r/tasks/{task_id}",
         openlineage_run_id="01a2-ol-run",
+        output=output,
     )
 
 
@@ -74,14 +86,26 @@ class FakeLakeFS(LakeFSHook):
             "training_data", LakeFSLocation("iris-train", "main", "data/"), TRAIN, "as_of", as_of="2026-11-25"
         )
         model_meta = {
-            **_metadata("model", {"training_data": train}, None, "iris_training", "train"),
+            **_metadata(
+                "model",
+                {"training_data": train},
+                None,
+                "iris_training",
+                "train",
+                output=f"lakefs://{MODELS}/main/model/",
+            ),
             MODEL_FRAMEWORK_KEY: "scikit-learn",
             MODEL_FORMAT_KEY: "pickle",
         }
         batch = PinnedInput("input_data", LakeFSLocation("iris-input", "main", "batches/"), INPUT, "as_of")
         model = PinnedInput("model", LakeFSLocation("iris-models", "main", "model/"), MODEL_MERGE, "latest")
         pred_meta = _metadata(
-            "predictions", {"input_data": batch, "model": model}, "model", "iris_inference", "predict"
+            "predictions",
+            {"input_data": batch, "model": model},
+            "model",
+            "iris_inference",
+            "predict",
+            output=PREDICTIONS,
         )
         self.commits: dict[str, dict[str, LakeFSCommit]] = {
             "iris-train": {TRAIN: _commit(TRAIN, [ROOT], "iris part 1"), "main": _commit(TRAIN, [ROOT], "iris part 1")},
@@ -116,8 +140,11 @@ class FakeLakeFS(LakeFSHook):
     def log_commits(self, repository: str, ref: str, **kwargs: Any) -> Iterator[LakeFSCommit]:
         objects, prefixes = kwargs.get("objects") or [], kwargs.get("prefixes") or []
         if kwargs.get("first_parent"):
-            yield self.get_commit(repository, ref)
-            yield self.commits[repository][ROOT] if ROOT in self.commits[repository] else _commit(ROOT, [], "root")
+            commit = self.get_commit(repository, ref)
+            yield commit
+            while commit.parents:
+                commit = self.commits[repository].get(commit.parents[0]) or _commit(commit.parents[0], [], "root")
+                yield commit
             return
         touched = {p for r, p in self.objects if r == repository}
         if not any(o in touched for o in objects) and not any(t.startswith(tuple(prefixes)) for t in touched):
@@ -233,3 +260,44 @@ def test_the_model_s_framework_and_format_recorded_on_its_commit_are_shown(lakef
     assert (model.model_framework, model.model_format) == ("scikit-learn", "pickle")
     assert node.to_dict()["inputs"][1]["model_framework"] == "scikit-learn"
     assert "model framework scikit-learn  format pickle" in render_text(node)
+
+
+RERUN_ATTEMPT = "9" * 64
+RERUN_MERGE = "8" * 64
+RERUN_ID = "asset_triggered__2026-11-26T00:00:00+00:00"
+
+
+def test_a_run_that_committed_the_bytes_already_there_is_the_provenance_of_its_own_commit(
+    lakefs: FakeLakeFS,
+) -> None:
+    # A second inference run with the same input and model: the same predictions, an empty commit
+    # (allow_empty) merged into main. lakeFS's object log still names the first run's commit.
+    repo = lakefs.commits["iris-predictions"]
+    first = repo[PRED_MERGE].metadata
+    rerun_meta = {**first, "mlrepo.run_id": RERUN_ID}
+    repo[RERUN_ATTEMPT] = _commit(RERUN_ATTEMPT, [PRED_MERGE], "predictions", rerun_meta)
+    repo[RERUN_MERGE] = repo["main"] = _commit(RERUN_MERGE, [PRED_MERGE, RERUN_ATTEMPT], "predictions", rerun_meta)
+
+    # the commit the rerun's task instance recorded (its mlrepo_output_commit XCom), and main's head
+    for location in (f"lakefs://iris-predictions/{RERUN_MERGE}/predictions/", f"{PREDICTIONS}predictions.csv"):
+        node = trace(lakefs, location, links=LINKS)
+        assert node.commit_id == RERUN_MERGE, location
+        assert node.airflow is not None
+        assert node.airflow.run_id == RERUN_ID
+    # the first run's task instance still shows its own commit
+    node = trace(lakefs, f"lakefs://iris-predictions/{PRED_MERGE}/predictions/", links=LINKS)
+    assert node.commit_id == PRED_MERGE
+    assert node.airflow is not None
+    assert node.airflow.run_id == first["mlrepo.run_id"]
+
+
+def test_a_later_commit_of_another_output_or_without_provenance_does_not_stand_for_the_object(
+    lakefs: FakeLakeFS,
+) -> None:
+    # main moved on: a task wrote another path, then someone committed by hand; neither wrote predictions/
+    repo = lakefs.commits["iris-predictions"]
+    other = {**repo[PRED_MERGE].metadata, "mlrepo.output": "lakefs://iris-predictions/main/reports/"}
+    repo["1" * 64] = _commit("1" * 64, [PRED_MERGE], "report", other)
+    repo["2" * 64] = repo["main"] = _commit("2" * 64, ["1" * 64], "notes by hand")
+    node = trace(lakefs, f"{PREDICTIONS}predictions.csv", links=LINKS)
+    assert node.commit_id == PRED_MERGE
