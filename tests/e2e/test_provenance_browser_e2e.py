@@ -17,13 +17,10 @@ from mlrepo_devstack import stack
 from mlrepo_iris import seed
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
+from airflow_mlrepo.links.lakefs import OUTPUT_COMMIT_XCOM_KEY
+from airflow_mlrepo.locations import LakeFSLocation
 from tests.e2e.conftest import AirflowE2E, IrisExample
 from tests.e2e.test_ui_browser_e2e import CHROMIUM, CHROMIUM_ARGS, IMAGES, ensure_training_history
-
-# Pending: not yet green in a whole CI run (docs/ci.md, 'Pending tests'); `make test-pending` runs it.
-# It passes alone; after the iris journeys in the same session the Provenance tab did not show the
-# model's training-data commit within 60 s (cause not yet read).
-pytestmark = pytest.mark.pending
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +54,17 @@ def test_inference_task_to_provenance_tab_to_lakefs_commit_to_training_run(
     lakefs.delete_prefix(iris_example.repo("input"), "main", "batches/")
     lakefs.upload_object(iris_example.repo("input"), "main", "batches/batch-1.csv", seed.inference_csv(1, 5))
     lakefs.commit(iris_example.repo("input"), "main", "inference batch 1 (the provenance test's)", {"source": "e2e"})
-    training_run = _run(airflow_e2e, "iris_training")
+    _run(airflow_e2e, "iris_training")
     inference_run = _run(airflow_e2e, "iris_inference")
-    prediction = lakefs.get_commit(iris_example.repo("predictions"), "main")
-    model = lakefs.get_commit(iris_example.repo("models"), "main")
+    # What this task instance committed, and the model it used. Runs the Assets start beside this
+    # test's (its input commit, its model) predict the same bytes and commit too, before or after it:
+    # the tab must show this run's commit, not the newest one nor the one that first wrote the bytes.
+    output = LakeFSLocation.parse(airflow_e2e.xcom("iris_inference", inference_run, "predict", OUTPUT_COMMIT_XCOM_KEY))
+    prediction = lakefs.get_commit(output.repository, output.ref)
+    model = lakefs.get_commit(iris_example.repo("models"), prediction.metadata["mlrepo.model.commit_id"])
     assert prediction.metadata["mlrepo.run_id"] == inference_run
-    assert model.metadata["mlrepo.run_id"] == training_run
+    assert model.metadata["mlrepo.dag_id"] == "iris_training"
+    training_run = model.metadata["mlrepo.run_id"]
     IMAGES.mkdir(parents=True, exist_ok=True)
     page = browser_page
 
@@ -71,7 +73,8 @@ def test_inference_task_to_provenance_tab_to_lakefs_commit_to_training_run(
     page.goto(f"/dags/iris_inference/runs/{quoted}/tasks/predict", wait_until="networkidle")
     page.get_by_role("link", name="Provenance").click()
     view = page.frame_locator("iframe").first
-    view.get_by_text("Provenance of").wait_for()
+    view.get_by_text(f"Provenance of {output.uri}").wait_for()
+    view.get_by_text(f"run {inference_run}").first.wait_for()
     for commit in (prediction.id, model.id, model.metadata["mlrepo.input.training_data"].split("/")[3]):
         view.get_by_text(commit[:12]).first.wait_for()
     view.get_by_text("model framework").wait_for()
