@@ -82,9 +82,18 @@ class AirflowE2E:
         runs: list[dict[str, Any]] = self.get(f"/dags/{dag_id}/dagRuns", limit=100, order_by="run_after")["dag_runs"]
         return runs
 
-    def upstream_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        quoted = urllib.parse.quote(run_id, safe="")
-        events: list[dict[str, Any]] = self.get(f"/dags/{dag_id}/dagRuns/{quoted}/upstreamAssetEvents")["asset_events"]
+    def upstream_events(self, dag_id: str, run_id: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+        # Airflow 3.3.2 answers 500 while a run one of the events created is still queued: its
+        # DagRunAssetReference requires a start_date (a ValidationError in the api-server log). Ask
+        # again until that run has started.
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/upstreamAssetEvents"
+        deadline = time.monotonic() + timeout
+        answer = self.http.get(path)
+        while answer.status_code == 500 and time.monotonic() < deadline:
+            time.sleep(1.0)
+            answer = self.http.get(path)
+        answer.raise_for_status()
+        events: list[dict[str, Any]] = answer.json()["asset_events"]
         return events
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
