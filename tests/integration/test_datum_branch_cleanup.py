@@ -4,7 +4,8 @@ removed by the next run's plan and by ``mlrepo cleanup attempts``; nothing else 
 The example DAG ``dags/iris_batch_scoring.py`` run with the real ``airflow dags test`` (SQLite metadata
 DB, local runner) on the real lakeFS. The leftovers are the branches a killed commit task leaves: the
 finished run's batch branch (with a staged object) and merge branch, named as the run names them; and
-one of a run that Airflow no longer has.
+one of a run that Airflow no longer has; and an attempt branch of the finished batch task with the
+name releases before the DAG key gave it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
-from airflow_mlrepo.operators.attempts import DATUM_RUN_BRANCH_PREFIX, datum_run_key, datum_run_prefix
+from airflow_mlrepo.operators.attempts import (
+    DATUM_RUN_BRANCH_PREFIX,
+    TaskInstanceId,
+    branch_safe,
+    datum_run_key,
+    datum_run_prefix,
+)
 from tests.integration.dag_runs import manual_run_id, session_home
 from tests.integration.test_datums_journey import DAG_ID, commit_model, record, run_dag, scoring  # noqa: F401
 
@@ -65,6 +72,10 @@ def test_a_finished_runs_datum_branches_are_removed_by_the_next_plan_and_the_cle
         hook.create_branch(predictions_repo, name, "main")
     hook.upload_object(predictions_repo, f"{finished}b0-try1", "scored/staged.csv", b"staged, never merged\n")
     hook.create_branch(predictions_repo, "mlrepo-d-notes", "main")  # a person's branch: never judged a leftover
+    # an attempt branch of the finished batch task, named as releases before the DAG key named them
+    batch = TaskInstanceId(DAG_ID, run_id, "score.process", 0)
+    old_format = f"mlrepo-{branch_safe(batch.task_id)}-{batch.key}-try1"
+    hook.create_branch(predictions_repo, old_format, "main")
 
     listed = _cleanup(predictions_repo)
     assert f"would delete  {finished}b0-try1" in listed, listed
@@ -72,6 +83,7 @@ def test_a_finished_runs_datum_branches_are_removed_by_the_next_plan_and_the_cle
     assert f"would delete  {gone}b0-try2" in listed, listed
     assert "its run was deleted" in listed, listed
     assert "keep          mlrepo-d-notes" in listed, listed
+    assert f"would delete  {old_format}  (task instance {batch} is success)" in listed, listed
     assert _datum_branches(hook, predictions_repo) == leftovers | {"mlrepo-d-notes"}, "nothing deleted without --apply"
 
     # the next run's plan removes the finished run's branches; another DAG's (unknown) one is not its to judge
@@ -85,4 +97,6 @@ def test_a_finished_runs_datum_branches_are_removed_by_the_next_plan_and_the_cle
 
     applied = _cleanup(predictions_repo, "--apply")
     assert f"deleted       {gone}b0-try2" in applied, applied
+    assert f"deleted       {old_format}" in applied, applied
     assert _datum_branches(hook, predictions_repo) == {"mlrepo-d-notes"}
+    assert hook.list_branches(predictions_repo, "mlrepo-") == ["mlrepo-d-notes"]
