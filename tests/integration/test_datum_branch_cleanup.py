@@ -10,10 +10,7 @@ name releases before the DAG key gave it.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -25,23 +22,12 @@ from airflow_mlrepo.operators.attempts import (
     datum_run_key,
     datum_run_prefix,
 )
-from tests.integration.dag_runs import manual_run_id, session_home
+from tests.integration.dag_runs import cleanup_attempts_command, manual_run_id, session_home
 from tests.integration.test_datums_journey import DAG_ID, commit_model, record, run_dag, scoring  # noqa: F401
-
-MLREPO = str(Path(sys.executable).with_name("mlrepo"))
 
 
 def _cleanup(repository: str, *extra: str) -> str:
-    result = subprocess.run(
-        [MLREPO, "cleanup", "attempts", f"lakefs://{repository}", *extra],
-        env=session_home().env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return cleanup_attempts_command(repository, session_home(), *extra)
 
 
 def _datum_branches(hook: LakeFSHook, repository: str) -> set[str]:
@@ -91,7 +77,7 @@ def test_a_finished_runs_datum_branches_are_removed_by_the_next_plan_and_the_cle
     hook.commit(input_repo, "main", "1 new record")
     second = run_dag(scoring)
     assert second.state == "success", second.output[-6000:]
-    assert f"Removing leftover datum branch {finished}b0-try1" in second.output, second.output[-6000:]
+    assert f"Removing leftover branch {finished}b0-try1" in second.output, second.output[-6000:]
     assert _datum_branches(hook, predictions_repo) == {f"{gone}b0-try2", "mlrepo-d-notes"}
     assert hook.get_commit(predictions_repo, "main").parents[0] == published, "the run published on top, once"
 

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from airflow_mlrepo.hooks.lakefs import LakeFSHook
+
 ATTEMPT_BRANCH_PREFIX = "mlrepo-"
 #: Task-instance states after which no try of the instance runs any more (Airflow's ``State.finished``).
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
@@ -260,3 +262,14 @@ def instances_from_task_states(
             if task_id in tasks and index.isdigit():
                 found.append(KnownTaskInstance(TaskInstanceId(dag_id, run_id, task_id, int(index)), value))
     return found
+
+
+def delete_leftovers(hook: LakeFSHook, repository: str, verdicts: Iterable[Verdict], log: Any) -> list[str]:
+    """Delete the branches judged leftovers, logging each with its reason; the names deleted."""
+    deleted = []
+    for verdict in verdicts:
+        if verdict.delete:
+            log.info("Removing leftover branch %s: %s", verdict.branch, verdict.reason)
+            hook.delete_branch(repository, verdict.branch, missing_ok=True)
+            deleted.append(verdict.branch)
+    return deleted

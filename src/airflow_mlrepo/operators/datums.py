@@ -279,13 +279,8 @@ class LakeFSDatumPlanOperator(BaseOperator):
                 )
                 for run_id, by_task in states.items()
             ]
-            deleted = []
-            for verdict in attempts.judge(names, [ti.dag_id], [], every_dag_known=False, datum_runs=runs):
-                if verdict.delete:
-                    self.log.info("Removing leftover datum branch %s: %s", verdict.branch, verdict.reason)
-                    self.lakefs_hook.delete_branch(repository, verdict.branch, missing_ok=True)
-                    deleted.append(verdict.branch)
-            return deleted
+            verdicts = attempts.judge(names, [ti.dag_id], [], every_dag_known=False, datum_runs=runs)
+            return attempts.delete_leftovers(self.lakefs_hook, repository, verdicts, self.log)
         except Exception:
             self.log.warning(
                 "Could not remove leftover datum branches in %s; `mlrepo cleanup attempts` can",
