@@ -145,5 +145,5 @@ def test_an_operator_outside_a_dag_has_no_upstream_detections() -> None:
         output_location="lakefs://models/main/model/",
         image="example/train:1",
     )
-    assert not op.has_dag()
+    assert op.get_dag() is None
     assert op.upstream_detections({"ti": SimpleNamespace()}) == []  # type: ignore[arg-type]

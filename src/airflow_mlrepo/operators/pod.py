@@ -229,7 +229,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         """What the commit sensors upstream of this task detected in this run (their hand-over XCom)."""
         from airflow_mlrepo.sensors.lakefs import LakeFSCommitSensor
 
-        if not self.has_dag():  # (the Task SDK's ``dag`` property raises without one)
+        if self.get_dag() is None:  # (the Task SDK's ``dag`` property raises without one)
             return []
         sensor_ids = sorted(
             task.task_id for task in self.get_flat_relatives(upstream=True) if isinstance(task, LakeFSCommitSensor)
