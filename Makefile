@@ -93,6 +93,7 @@ LANES := $(BIN)/python tests/lanes.py
 SELECT = -m '$(1) and not pending'
 test: lint browser frameworks-install
 	$(BIN)/mlrepo stack up
+	$(BIN)/mlrepo stack up --only kubernetes
 	$(LANES) "unit=$(BIN)/pytest tests/unit $(call SELECT,unit)" \
 		"outage=$(BIN)/pytest tests/integration $(call SELECT,integration and lakefs_outage)"; a=$$?; \
 	$(LANES) "integration-1=env MLREPO_SHARD=1/2 $(BIN)/pytest tests/integration $(call SELECT,integration and not lakefs_outage)" \

@@ -1,8 +1,9 @@
 """``mlrepo cleanup attempts lakefs://REPOSITORY [--apply]``: remove leftover attempt branches.
 
 A task killed with lakeFS, or a run deleted before its task ended, can leave its attempt branch
-behind (``mlrepo-<task>-...``, with staged objects). The next task of the same DAG on the
-repository removes those of its DAG; this command removes any, across DAGs. It lists every attempt
+behind (``mlrepo-<task>-...``, with staged objects), and a killed datum pipeline task its run's
+branches (``mlrepo-d-<run key>-...``). The next task of the same DAG (the next plan of the same
+pipeline) on the repository removes those; this command removes any, across DAGs. It lists every attempt
 branch of the repository with what it decided and why (:mod:`airflow_mlrepo.operators.attempts`),
 and deletes only with ``--apply``. Task-instance states come from the Airflow metadata database,
 as Airflow's own commands read it: run it where Airflow is configured (``AIRFLOW_HOME``, or
@@ -20,11 +21,16 @@ from airflow_mlrepo.locations import validate_repository
 from airflow_mlrepo.operators.attempts import (
     ATTEMPT_BRANCH_PREFIX,
     AttemptBranch,
+    KnownDatumRun,
     KnownTaskInstance,
     TaskInstanceId,
     Verdict,
+    branch_safe,
     dag_key,
+    datum_run_key_of,
     judge,
+    old_instance_key_of,
+    state_name,
 )
 
 if TYPE_CHECKING:
@@ -47,9 +53,10 @@ def add_cleanup_commands(
         help="list (and with --apply delete) attempt branches whose task instance is finished or gone",
         description=(
             "List every attempt branch (mlrepo-...) of REPOSITORY with whether it is a leftover and why. "
-            "A branch is a leftover when its task instance is finished or no longer exists in Airflow; "
-            "a branch of a running, queued, deferred or up-for-retry task instance is kept. Nothing is "
-            "deleted without --apply."
+            "A branch is a leftover when its task instance is finished or no longer exists in Airflow "
+            "(a datum pipeline branch, mlrepo-d-...: when its DAG run is finished or gone); a branch of "
+            "a running, queued, deferred or up-for-retry task instance is kept. Nothing is deleted "
+            "without --apply."
         ),
     )
     attempts.add_argument("location", metavar="REPOSITORY", help="lakefs://repository (or the repository name)")
@@ -71,42 +78,78 @@ def repository_of(location: str) -> str:
     return validate_repository(name)
 
 
-def known_task_instances(branches: Iterable[AttemptBranch]) -> tuple[list[str], list[KnownTaskInstance]]:
-    """Every DAG id of the metadata database, and the task instances of the DAGs the branches name."""
+def known_to_airflow(names: Iterable[str]) -> tuple[list[str], list[KnownTaskInstance], list[KnownDatumRun]]:
+    """What the Airflow metadata database knows about the owners of these branch names.
+
+    Every DAG id; the task instances of the DAGs the attempt branches name (and, for names of the
+    format before the DAG key, of the tasks they name); the datum pipeline runs (their plan's XCom
+    carries the run key; the state is the DAG run's). Each query runs only when a name needs it.
+    """
     from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
-    wanted = {branch.dag_key for branch in branches}
+    from airflow_mlrepo.operators.datums import PLAN_XCOM_KEY
+
+    names = list(names)
+    wanted = {branch.dag_key for branch in map(AttemptBranch.parse, names) if branch is not None}
+    old_format = [name for name in names if old_instance_key_of(name) is not None]
+    datum_keys = {key for key in map(datum_run_key_of, names) if key is not None}
+    columns = (TI.dag_id, TI.run_id, TI.task_id, TI.map_index, TI.state)
     try:
         with create_session() as session:
             dag_ids = set(session.scalars(select(DagModel.dag_id))) | set(session.scalars(select(TI.dag_id).distinct()))
             named = sorted(dag_id for dag_id in dag_ids if dag_key(dag_id) in wanted)
-            query = select(TI.dag_id, TI.run_id, TI.task_id, TI.map_index, TI.state).where(TI.dag_id.in_(named))
-            rows = session.execute(query).all() if named else []
+            rows = list(session.execute(select(*columns).where(TI.dag_id.in_(named))).all()) if named else []
+            if old_format:
+                task_ids = [t for t in session.scalars(select(TI.task_id).distinct()) if _named_task(t, old_format)]
+                rows += session.execute(select(*columns).where(TI.task_id.in_(task_ids))).all() if task_ids else []
+            plans = []
+            if datum_keys:
+                query = (
+                    select(XComModel.dag_id, XComModel.run_id, XComModel.value, DagRun.state)
+                    .join(DagRun, XComModel.dag_run_id == DagRun.id)
+                    .where(XComModel.key == PLAN_XCOM_KEY)
+                )
+                plans = list(session.execute(query).all())
     except SQLAlchemyError as err:
         raise AirflowAPIError(
             f"could not read task instances from the Airflow metadata database ({type(err).__name__}): run this "
             "where Airflow is configured (AIRFLOW_HOME or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)"
         ) from err
-    instances = [
-        KnownTaskInstance(
-            TaskInstanceId(dag_id, run_id, task_id, int(map_index)),
-            None if state is None else str(getattr(state, "value", state)),
-        )
+    instances = {
+        KnownTaskInstance(TaskInstanceId(dag_id, run_id, task_id, int(map_index)), state_name(state))
         for dag_id, run_id, task_id, map_index, state in rows
-    ]
-    return sorted(dag_ids), instances
+    }
+    runs = []
+    for row in plans:
+        plan = XComModel.deserialize_value(row)
+        if isinstance(plan, dict) and isinstance(plan.get("run_key"), str):
+            runs.append(
+                KnownDatumRun(plan["run_key"], row.dag_id, row.run_id, str(plan.get("pipeline")), state_name(row.state))
+            )
+    return sorted(dag_ids), sorted(instances, key=str), runs
+
+
+def _named_task(task_id: str, old_names: Iterable[str]) -> bool:
+    prefix = f"{ATTEMPT_BRANCH_PREFIX}{branch_safe(task_id)}-"
+    return any(name.startswith(prefix) for name in old_names)
 
 
 def decide(hook: LakeFSHook, repository: str) -> list[Verdict]:
     """What to do with each attempt branch of ``repository``."""
     names = hook.list_branches(repository, ATTEMPT_BRANCH_PREFIX)
-    parsed = [branch for branch in map(AttemptBranch.parse, names) if branch is not None]
-    dag_ids, instances = known_task_instances(parsed) if parsed else ([], [])
-    return judge(names, dag_ids, instances, every_dag_known=True)
+    known = [
+        name
+        for name in names
+        if AttemptBranch.parse(name) or datum_run_key_of(name) or old_instance_key_of(name) is not None
+    ]
+    dag_ids, instances, runs = known_to_airflow(known) if known else ([], [], [])
+    return judge(names, dag_ids, instances, every_dag_known=True, datum_runs=runs)
 
 
 def cleanup_attempts(hook: LakeFSHook, args: argparse.Namespace) -> int:

@@ -122,7 +122,34 @@ class AirflowE2E:
             return str(current) if current in states else None
 
         result: str = self.wait_for(f"run {run_id} of {dag_id} in {states}", state, timeout)
+        if result == "failed" and "success" in states:
+            print(self.failure_report(dag_id, run_id))  # shown with the test's failure
         return result
+
+    def failure_report(self, dag_id: str, run_id: str, tail: int = 40) -> str:
+        """Each task instance's state, and the last log lines of those that failed (for a failed test's output)."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        lines = [f"--- run {run_id} of {dag_id} failed; its task instances:"]
+        for ti in self.get(f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances", limit=100)["task_instances"]:
+            lines.append(f"{ti['task_id']}[{ti['map_index']}] try {ti['try_number']}: {ti['state']}")
+            if ti["state"] not in ("failed", "up_for_retry"):
+                continue
+            answer = self.http.get(
+                f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}",
+                params={"full_content": "true", "map_index": ti["map_index"]},
+                headers={"Accept": "application/json"},
+            )
+            if answer.status_code != 200:
+                lines.append(f"    (log: HTTP {answer.status_code})")
+                continue
+            content = answer.json().get("content", [])
+            entries = content if isinstance(content, list) else str(content).splitlines()
+            for entry in entries[-tail:]:
+                if isinstance(entry, dict):
+                    errors = [f"{e.get('exc_type')}: {e.get('exc_value')}" for e in entry.get("error_detail") or []]
+                    entry = " ".join([str(entry.get(k, "")) for k in ("timestamp", "level", "event")] + errors)
+                lines.append(f"    {entry}")
+        return "\n".join(lines)
 
     def retire_dags(self) -> None:
         """Pause the DAGs this session wrote, let them be parsed once more, then remove their files.

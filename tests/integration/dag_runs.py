@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+MLREPO = str(Path(sys.executable).with_name("mlrepo"))
 COPY_JOB = str(Path(__file__).with_name("containers") / "copy_job.py")
 
 _DAG_FILE = """
@@ -107,6 +108,20 @@ def manual_run_id(output: str) -> str | None:
     """The run id an ``airflow dags test`` run printed, if any."""
     match = re.search(r"run_id=(manual__[^\s,\]]+)", output)
     return match.group(1) if match else None
+
+
+def cleanup_attempts_command(repository: str, home: AirflowHome, *extra: str) -> str:
+    """The output of ``mlrepo cleanup attempts lakefs://<repository>`` run against ``home``'s metadata DB."""
+    result = subprocess.run(
+        [MLREPO, "cleanup", "attempts", f"lakefs://{repository}", *extra],
+        env=home.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 def run_task_again(dag_id: str, task_id: str, run_id: str, home: AirflowHome, *, timeout: float) -> tuple[int, str]:

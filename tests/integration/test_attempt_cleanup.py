@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from mlrepo_devstack import stack
@@ -28,28 +25,19 @@ from tests.integration.dag_runs import (
     COPY_JOB,
     AirflowHome,
     BackgroundDagRun,
+    cleanup_attempts_command,
     find_process,
     remove_dag,
     session_home,
     write_dag,
 )
 
-MLREPO = str(Path(sys.executable).with_name("mlrepo"))
 #: The container sleeps this long before writing: time to run the clean-up command under it.
 CONTAINER_SLEEP = 8.0
 
 
 def _cleanup(models: str, home: AirflowHome, *extra: str) -> str:
-    result = subprocess.run(
-        [MLREPO, "cleanup", "attempts", f"lakefs://{models}", *extra],
-        env=home.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return cleanup_attempts_command(models, home, *extra)
 
 
 def _kill_lakefs(run: BackgroundDagRun, delay: float) -> str:
@@ -121,7 +109,7 @@ def test_leftovers_of_a_lakefs_outage_are_cleaned_and_running_branches_kept(
         remaining = CONTAINER_SLEEP - (time.monotonic() - started)
         assert remaining > 1, f"the clean-up took {CONTAINER_SLEEP - remaining:.1f}s: the container no longer sleeps"
         second_output = _kill_lakefs(second, rng.uniform(0.0, remaining - 1))
-        assert f"Removing leftover attempt branch {leftover}" in second_output, second_output[-3000:]
+        assert f"Removing leftover branch {leftover}" in second_output, second_output[-3000:]
         assert _attempts(hook, models) == [running], f"seed {seed}: {second_output[-3000:]}"
         cleanup_attempts(hook, argparse.Namespace(location=f"lakefs://{models}", apply=True, json=False))
         applied = capsys.readouterr().out

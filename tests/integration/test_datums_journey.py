@@ -33,9 +33,6 @@ from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from airflow_mlrepo.provenance_report import trace
 from tests.integration.dag_runs import AIRFLOW, DagRunResult, session_home
 
-# Pending: not yet green in a whole CI run (docs/ci.md, 'Pending tests'); `make test-pending` runs it.
-pytestmark = pytest.mark.pending
-
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILE = "iris_batch_scoring.py"
 DAG_ID = "iris_batch_scoring"

@@ -38,9 +38,6 @@ from tests.integration.conftest import LakeFSServer
 from tests.integration.kubernetes_harness import first_event, make_context, make_operator, run_to_completion
 from tests.secret_scan import SecretScan, local_stack_logs_dir, scan_of_local_stack
 
-# Pending: not yet green in a whole CI run (docs/ci.md, 'Pending tests'); `make test-pending` runs it.
-pytestmark = pytest.mark.pending
-
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["python", "-m", "mlrepo_iris.train"]
 PREDICT = ["python", "-m", "mlrepo_iris.predict"]

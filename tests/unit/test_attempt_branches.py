@@ -6,10 +6,15 @@ import pytest
 
 from airflow_mlrepo.operators.attempts import (
     AttemptBranch,
+    KnownDatumRun,
     KnownTaskInstance,
     TaskInstanceId,
+    datum_run_key,
+    datum_run_key_of,
+    datum_run_prefix,
     instances_from_task_states,
     judge,
+    old_instance_key_of,
 )
 
 TRAIN = TaskInstanceId("iris_training", "manual__2026-12-01T10:00:00+00:00", "train")
@@ -28,10 +33,12 @@ def test_a_branch_name_carries_the_dag_the_instance_and_the_try() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["mlrepo-notes", "mlrepo-d-0123456789ab-b0-try1", "main", "mlrepo-train-0123456789ab-try1"]
+    "name", ["mlrepo-notes", "mlrepo-d-notes", "main", "mlrepo-train-0123-try1", "mlrepo-d-0123456789ab-x-try1"]
 )
 def test_other_names_are_never_deleted(name: str) -> None:
     assert AttemptBranch.parse(name) is None
+    assert datum_run_key_of(name) is None
+    assert old_instance_key_of(name) is None
     [verdict] = judge([name], [], [], every_dag_known=True)
     assert not verdict.delete
 
@@ -78,3 +85,61 @@ def test_task_states_of_the_task_sdk_become_instances() -> None:
     assert KnownTaskInstance(PREDICT_3, "running") in instances
     verdicts = judge([TRAIN.branch(1), PREDICT_3.branch(1)], ["iris_training"], instances, every_dag_known=False)
     assert [v.delete for v in verdicts] == [True, False]
+
+
+def _datum_run(state: str | None, run_id: str = "manual__1") -> KnownDatumRun:
+    return KnownDatumRun(datum_run_key("iris_batch", run_id, "score"), "iris_batch", run_id, "score", state)
+
+
+def _datum_branches(run: KnownDatumRun) -> list[str]:
+    prefix = datum_run_prefix(run.run_key)
+    return [f"{prefix}b0-try1", f"{prefix}b12-try3", f"{prefix}merge-try1"]
+
+
+@pytest.mark.parametrize("state", ["success", "failed", "upstream_failed"])
+def test_the_branches_of_a_finished_datum_run_are_leftovers(state: str) -> None:
+    run = _datum_run(state)
+    names = _datum_branches(run)
+    assert {datum_run_key_of(name) for name in names} == {run.run_key}
+    for every_dag_known in (True, False):
+        verdicts = judge(names, ["iris_batch"], [], every_dag_known=every_dag_known, datum_runs=[run])
+        assert [v.delete for v in verdicts] == [True, True, True]
+        assert f"iris_batch/manual__1 (pipeline score) is {state}" in verdicts[0].reason
+
+
+@pytest.mark.parametrize("state", [None, "running", "queued", "up_for_retry", "deferred"])
+def test_the_branches_of_a_datum_run_that_may_still_write_are_kept(state: str | None) -> None:
+    run = _datum_run(state)
+    verdicts = judge(_datum_branches(run), ["iris_batch"], [], every_dag_known=True, datum_runs=[run])
+    assert [v.delete for v in verdicts] == [False, False, False]
+    assert "may still write" in verdicts[0].reason
+
+
+def test_a_datum_branch_of_an_unknown_run_is_a_leftover_only_when_every_run_is_known() -> None:
+    """The metadata database knows every plan: no plan with the key means its run was deleted; a task
+    knows only its own pipeline's runs, so another run's branch gets no verdict."""
+    names = _datum_branches(_datum_run("running", run_id="manual__deleted"))
+    others = [_datum_run("running")]
+    deleted = judge(names, ["iris_batch"], [], every_dag_known=True, datum_runs=others)
+    assert [v.delete for v in deleted] == [True, True, True]
+    assert "its run was deleted" in deleted[0].reason
+    assert judge(names, ["iris_batch"], [], every_dag_known=False, datum_runs=others) == []
+
+
+def _old_format(ti: TaskInstanceId, try_number: int) -> str:
+    """The attempt branch name before the DAG key was part of it."""
+    return f"mlrepo-{ti.task_id}-{ti.key}-try{try_number}"
+
+
+def test_old_format_names_are_judged_by_their_instance_key_only_with_every_instance_known() -> None:
+    gone = TaskInstanceId(TRAIN.dag_id, "manual__deleted", "train")
+    names = [_old_format(TRAIN, 1), _old_format(PREDICT_3, 2), _old_format(gone, 1)]
+    assert [old_instance_key_of(name) for name in names] == [TRAIN.key, PREDICT_3.key, gone.key]
+    assert old_instance_key_of(TRAIN.branch(1)) is None  # today's names are not old-format ones
+    instances = [KnownTaskInstance(TRAIN, "failed"), KnownTaskInstance(PREDICT_3, "running")]
+    verdicts = judge(names, [TRAIN.dag_id], instances, every_dag_known=True)
+    assert [v.delete for v in verdicts] == [True, False, True]
+    assert "is failed" in verdicts[0].reason
+    assert "is running" in verdicts[1].reason
+    assert "old-format name" in verdicts[2].reason
+    assert judge(names, [TRAIN.dag_id], instances, every_dag_known=False) == []

@@ -134,3 +134,16 @@ def test_constructor_does_no_io() -> None:
     assert "inputs" in op.template_fields
     assert "model_version" in op.template_fields
     assert "output_location" in op.template_fields
+
+
+def test_an_operator_outside_a_dag_has_no_upstream_detections() -> None:
+    """``self.dag`` raises in the Task SDK when no DAG is set: a bare operator (the cluster harness's,
+    or one a user runs by hand) pins its inputs without an upstream sensor instead of failing."""
+    op = LakeFSTrainingOperator(
+        task_id="train",
+        inputs={"training_data": "lakefs://data/main/d/"},
+        output_location="lakefs://models/main/model/",
+        image="example/train:1",
+    )
+    assert op.get_dag() is None
+    assert op.upstream_detections({"ti": SimpleNamespace()}) == []  # type: ignore[arg-type]

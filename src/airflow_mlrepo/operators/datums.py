@@ -56,7 +56,8 @@ from airflow_mlrepo.exceptions import InvalidLakeFSLocationError, MlRepoError
 from airflow_mlrepo.hooks.lakefs import LakeFSCommit, LakeFSHook
 from airflow_mlrepo.links.lakefs import LakeFSOutputCommitLink, record_output_commit_url
 from airflow_mlrepo.locations import BRANCH_RE, LakeFSLocation, is_commit_id
-from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
+from airflow_mlrepo.operators import attempts
+from airflow_mlrepo.operators.attempts import datum_run_key, datum_run_prefix
 from airflow_mlrepo.operators.inference import MODEL_INPUT, MODEL_LATEST, model_policy, pin_model
 from airflow_mlrepo.operators.pod import AttemptPlan, LakeFSPodOperator
 from airflow_mlrepo.pinning import PinnedInput, check_against_first_attempt, pin_input
@@ -95,15 +96,6 @@ PLAN_XCOM_KEY = "plan"
 #: Largest ``MLREPO_DATUMS`` a task hands its container (Linux limits one variable to 128 KiB).
 MAX_DATUMS_ENV_BYTES = 120_000
 _DELETE_PAGE = 1000
-
-
-def run_branch_prefix(run_key: str) -> str:
-    """Every branch of one pipeline run starts with this (batches ``…b<i>-try<n>``, merge ``…merge-try<n>``)."""
-    return f"{ATTEMPT_BRANCH_PREFIX}d-{run_key}-"
-
-
-def _run_key(dag_id: str, run_id: str, pipeline: str) -> str:
-    return hashlib.sha1(f"{dag_id}|{run_id}|{pipeline}".encode()).hexdigest()[:12]
 
 
 def _pin_from_dict(name: str, data: Mapping[str, Any]) -> PinnedInput:
@@ -152,7 +144,7 @@ def delete_prefixes(hook: LakeFSHook, repository: str, branch: str, prefixes: It
 
 def delete_run_branches(hook: LakeFSHook, repository: str, run_key: str, *, log: Any) -> int:
     """Delete every branch of one pipeline run (its batches and its merge branch)."""
-    names = hook.list_branches(repository, run_branch_prefix(run_key))
+    names = hook.list_branches(repository, datum_run_prefix(run_key))
     for name in names:
         hook.delete_branch(repository, name, missing_ok=True)
     if names:
@@ -252,6 +244,51 @@ class LakeFSDatumPlanOperator(BaseOperator):
     def pipeline_name(self) -> str:
         return self.pipeline or self.task_id.rsplit(".", 1)[0]
 
+    def remove_leftover_runs(self, context: Context, repository: str, *, own_run_key: str) -> list[str]:
+        """Delete the branches finished runs of this pipeline left in ``repository`` (a killed batch or commit).
+
+        A run's branches are leftovers once its commit task is finished (:mod:`.attempts`); the
+        states come from Airflow through the Task SDK, and only when a branch of another run exists
+        (usually none: one lakeFS list call, no Airflow call). Best effort: a failure here is logged
+        and never fails the task.
+        """
+        ti = context["ti"]
+        try:
+            names = [
+                name
+                for name in self.lakefs_hook.list_branches(repository, attempts.DATUM_RUN_BRANCH_PREFIX)
+                if not name.startswith(datum_run_prefix(own_run_key))
+            ]
+            dag = context.get("dag")
+            commit_ids = [
+                task.task_id
+                for task in (dag.tasks if dag is not None else [])
+                if isinstance(task, LakeFSDatumCommitOperator) and task.plan_task_id == self.task_id
+            ]
+            if not names or len(commit_ids) != 1:
+                return []
+            [commit_id] = commit_ids
+            states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[commit_id])
+            runs = [
+                attempts.KnownDatumRun(
+                    datum_run_key(ti.dag_id, run_id, self.pipeline_name),
+                    ti.dag_id,
+                    run_id,
+                    self.pipeline_name,
+                    attempts.state_name(by_task.get(commit_id)),
+                )
+                for run_id, by_task in states.items()
+            ]
+            verdicts = attempts.judge(names, [ti.dag_id], [], every_dag_known=False, datum_runs=runs)
+            return attempts.delete_leftovers(self.lakefs_hook, repository, verdicts, self.log)
+        except Exception:
+            self.log.warning(
+                "Could not remove leftover datum branches in %s; `mlrepo cleanup attempts` can",
+                repository,
+                exc_info=True,
+            )
+            return []
+
     def execute(self, context: Context) -> list[dict[str, Any]]:
         hook = self.lakefs_hook
         ti = context["ti"]
@@ -279,9 +316,10 @@ class LakeFSDatumPlanOperator(BaseOperator):
             command=self.command,
             hyperparameters=self.hyperparameters,
         )
-        run_key = _run_key(ti.dag_id, context["run_id"], self.pipeline_name)
+        run_key = datum_run_key(ti.dag_id, context["run_id"], self.pipeline_name)
         # a fresh plan invalidates whatever an earlier try of this run left behind
         delete_run_branches(hook, target.repository, run_key, log=self.log)
+        self.remove_leftover_runs(context, target.repository, own_run_key=run_key)
         head = hook.get_branch_head(target.repository, target.ref)
         base = self._last_output(target)
         last_touch = next(
@@ -518,7 +556,7 @@ class LakeFSDatumBatchOperator(LakeFSPodOperator):
         pins = {name: _pin_from_dict(name, data) for name, data in batch["pins"].items()}
         self.output_location = target.uri
         self.model_input = MODEL_INPUT if MODEL_INPUT in pins else None
-        stale_prefix = f"{run_branch_prefix(str(batch['run_key']))}b{int(batch['index'])}-"
+        stale_prefix = f"{datum_run_prefix(str(batch['run_key']))}b{int(batch['index'])}-"
         return AttemptPlan(
             target=target,
             pins=pins,
@@ -671,7 +709,7 @@ class LakeFSDatumCommitOperator(BaseOperator):
         try:
             batches_done = self._batches(target, plan)
             self._check_target(target, plan)
-            merge_branch = f"{run_branch_prefix(run_key)}merge-try{ti.try_number}"
+            merge_branch = f"{datum_run_prefix(run_key)}merge-try{ti.try_number}"
             hook.create_branch(target.repository, merge_branch, str(plan["base_commit"]))
             for batch in batches_done:
                 hook.merge(
@@ -715,7 +753,7 @@ class LakeFSDatumCommitOperator(BaseOperator):
         hook = self.lakefs_hook
         expected = int(plan["batches"])
         found: dict[int, dict[str, Any]] = {}
-        for name in hook.list_branches(target.repository, run_branch_prefix(str(plan["run_key"]))):
+        for name in hook.list_branches(target.repository, datum_run_prefix(str(plan["run_key"]))):
             match = re.search(r"-b(\d+)-try(\d+)$", name)
             if match is None:
                 continue

@@ -229,8 +229,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         """What the commit sensors upstream of this task detected in this run (their hand-over XCom)."""
         from airflow_mlrepo.sensors.lakefs import LakeFSCommitSensor
 
-        dag = getattr(self, "dag", None)
-        if dag is None:
+        if self.get_dag() is None:  # (the Task SDK's ``dag`` property raises without one)
             return []
         sensor_ids = sorted(
             task.task_id for task in self.get_flat_relatives(upstream=True) if isinstance(task, LakeFSCommitSensor)
@@ -524,13 +523,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
             ]
             states = ti.get_task_states(dag_id=ti.dag_id, task_ids=task_ids) if task_ids else {}
             known = attempts.instances_from_task_states(ti.dag_id, states, task_ids)
-            deleted = []
-            for verdict in attempts.judge([b.name for b in parsed], [ti.dag_id], known, every_dag_known=False):
-                if verdict.delete:
-                    self.log.info("Removing leftover attempt branch %s: %s", verdict.branch, verdict.reason)
-                    self.lakefs_hook.delete_branch(repository, verdict.branch, missing_ok=True)
-                    deleted.append(verdict.branch)
-            return deleted
+            verdicts = attempts.judge([b.name for b in parsed], [ti.dag_id], known, every_dag_known=False)
+            return attempts.delete_leftovers(self.lakefs_hook, repository, verdicts, self.log)
         except Exception:
             self.log.warning(
                 "Could not remove leftover attempt branches in %s; `mlrepo cleanup attempts` can",
