@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlrepo.exceptions import InvalidLakeFSLocationError
 from airflow_mlrepo.locations import LakeFSLocation
 from airflow_mlrepo.provenance import OUTPUT
-from airflow_mlrepo.provenance_report import FORMAT_KEY, Links
+from airflow_mlrepo.provenance_report import FORMAT_KEY, Links, literal
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -385,23 +385,22 @@ def runs_to_clear(items: Iterable[RecomputeItem]) -> list[tuple[str, str]]:
 
 
 def render_tree(report: DownstreamReport) -> Tree:
-    from rich.markup import escape
     from rich.tree import Tree
 
     kind = "output" if report.is_output else "data"
     tree = Tree(
-        f"[bold]downstream of[/bold] lakefs://{escape(report.repository)}/{report.commit_id[:12]} "
-        f"({kind} commit {escape(repr(report.message))})"
+        f"[bold]downstream of[/bold] lakefs://{literal(report.repository)}/{report.commit_id[:12]} "
+        f"({kind} commit {literal(repr(report.message))})"
     )
 
     def add(branch: Tree, node: DerivedOutput) -> None:
         out = node.output
         state = "[green]current[/green]" if node.current else f"[dim]superseded by {node.superseded_by[:12]}[/dim]"  # type: ignore[index]
         sub = branch.add(
-            f"[bold]{escape(out.output_kind)}[/bold]  lakefs://{escape(out.repository)}/{out.commit_id[:12]}  "
-            f"{state}  via [cyan]{escape(node.via)}[/cyan]\n"
-            f"Airflow dag {escape(out.dag_id)}  run {escape(out.run_id)}  task {escape(out.task_id)}\n"
-            f"{escape(node.commit_url)}"
+            f"[bold]{literal(out.output_kind)}[/bold]  lakefs://{literal(out.repository)}/{out.commit_id[:12]}  "
+            f"{state}  via [cyan]{literal(node.via)}[/cyan]\n"
+            f"Airflow dag {literal(out.dag_id)}  run {literal(out.run_id)}  task {literal(out.task_id)}\n"
+            f"{literal(node.commit_url)}"
         )
         for child in node.derived:
             add(sub, child)
@@ -409,7 +408,7 @@ def render_tree(report: DownstreamReport) -> Tree:
     for node in report.derived:
         add(tree, node)
     if not report.derived:
-        tree.add("[dim]nothing derived from it in " + escape(", ".join(report.scanned)) + "[/dim]")
+        tree.add("[dim]nothing derived from it in " + literal(", ".join(report.scanned)) + "[/dim]")
     return tree
 
 

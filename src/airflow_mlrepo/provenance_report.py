@@ -13,6 +13,7 @@ raises :class:`~airflow_mlrepo.exceptions.NoProvenanceError`.
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -474,76 +475,89 @@ def _pin_text(node: ProvenanceNode) -> str:
     return text
 
 
+#: ``[`` then a character that can open a rich markup tag (``[bold]``, ``[/dim]``, ``[link=...]``, ...).
+_TAG_OPENING = re.compile(r"(\\*)(\[[a-z#/@])")
+
+
+def literal(text: str) -> str:
+    """``text`` as literal rich markup, also when it is put next to other escaped text.
+
+    ``rich.markup.escape`` escapes only a whole tag inside its argument, so two escaped values side
+    by side (a run id ``[/`` then a task id ``]``) still form one; this escapes every ``[`` that
+    could open a tag, and an odd run of trailing backslashes.
+    """
+    text = _TAG_OPENING.sub(lambda match: f"{match[1]}{match[1]}\\{match[2]}", text)
+    if (len(text) - len(text.rstrip("\\"))) % 2:  # an odd run of backslashes would escape the next tag
+        text += "\\"
+    return text
+
+
 def _link(url: str) -> str:
     """``url`` as a rich hyperlink; plain text when it holds brackets (they would end the markup tag)."""
-    from rich.markup import escape
-
     if "[" in url or "]" in url:
-        return escape(url)
-    return f"[link={url}]{escape(url)}[/link]"
+        return literal(url)
+    return f"[link={url}]{literal(url)}[/link]"
 
 
 def _add(tree: Tree, node: ProvenanceNode) -> None:
-    from rich.markup import escape
-
     label_kind = node.output_kind or node.kind
-    heading = f"[bold]{escape(node.role)}[/bold]  [cyan]{escape(node.location)}[/cyan]"
+    heading = f"[bold]{literal(node.role)}[/bold]  [cyan]{literal(node.location)}[/cyan]"
     if node.role != label_kind:
-        heading += f"  [dim]({escape(label_kind)})[/dim]"
+        heading += f"  [dim]({literal(label_kind)})[/dim]"
     branch = tree.add(heading)
     branch.add(
-        f"commit [green]{_short(node.commit_id)}[/green]  {escape(node.created_at)}  "
-        f"{escape(repr(node.message))} by {escape(node.committer or '?')}\n{_link(node.commit_url)}"
+        f"commit [green]{_short(node.commit_id)}[/green]  {literal(node.created_at)}  "
+        f"{literal(repr(node.message))} by {literal(node.committer or '?')}\n{_link(node.commit_url)}"
     )
     pin = _pin_text(node)
     if pin:
-        branch.add(f"[dim]{escape(pin)}[/dim]")
+        branch.add(f"[dim]{literal(pin)}[/dim]")
     if node.kind != KIND_OUTPUT:
         return
     run = node.airflow
     if run is not None:
         text = (
-            f"Airflow run  dag [bold]{escape(run.dag_id)}[/bold]  run {escape(run.run_id)}  task "
-            f"{escape(run.task_id)}  try {escape(run.try_number)}"
+            f"Airflow run  dag [bold]{literal(run.dag_id)}[/bold]  run {literal(run.run_id)}  task "
+            f"{literal(run.task_id)}  try {literal(run.try_number)}"
         )
         for url in (run.run_url, run.task_url):
             if url:
                 text += f"\n{_link(url)}"
                 break
         if run.openlineage_run_id:
-            text += f"\nOpenLineage run {escape(run.openlineage_run_id)}"
+            text += f"\nOpenLineage run {literal(run.openlineage_run_id)}"
             if run.marquez_run_url:
-                text += f"  {escape(run.marquez_run_url)}"
+                text += f"  {literal(run.marquez_run_url)}"
         branch.add(text)
-    code = f"image {escape(node.image or '(none)')}  runner {escape(node.runner or '?')}"
+    code = f"image {literal(node.image or '(none)')}  runner {literal(node.runner or '?')}"
     if node.command:
-        code += f"  command {escape(' '.join(node.command))}"
+        code += f"  command {literal(' '.join(node.command))}"
     if node.hyperparameters:
-        code += f"  params {escape(json.dumps(node.hyperparameters, sort_keys=True))}"
+        code += f"  params {literal(json.dumps(node.hyperparameters, sort_keys=True))}"
     branch.add(code)
     if node.model_framework or node.model_format:
         branch.add(
-            f"model framework [bold]{escape(node.model_framework or '?')}[/bold]  "
-            f"format [bold]{escape(node.model_format or '?')}[/bold]"
+            f"model framework [bold]{literal(node.model_framework or '?')}[/bold]  "
+            f"format [bold]{literal(node.model_format or '?')}[/bold]"
         )
     if node.model_policy:
-        branch.add(f"model policy [bold]{escape(node.model_policy)}[/bold]")
+        branch.add(f"model policy [bold]{literal(node.model_policy)}[/bold]")
     if node.datums:
         counts = node.datums
         branch.add(
-            f"datums ({escape(str(counts.get('mode', '?')))}): {counts.get('processed', '?')} processed, "
+            f"datums ({literal(str(counts.get('mode', '?')))}): {counts.get('processed', '?')} processed, "
             f"{counts.get('skipped', '?')} skipped, {counts.get('deleted', '?')} deleted of {counts.get('total', '?')}"
             f" in {counts.get('tasks', '?')} task(s), published in {_short(str(counts.get('published_in', '')))}"
         )
     if node.computed_by:
         by = node.computed_by
         text = (
-            f"computed by  run {escape(str(by['run_id']))}  task {escape(str(by['task_id']))}  map index "
-            f"{escape(str(by['map_index']))}  try {escape(str(by['try_number']))}  "
+            f"computed by  run {literal(str(by['run_id']))}  task {literal(str(by['task_id']))}  map index "
+            f"{literal(str(by['map_index']))}  try {literal(str(by['try_number']))}  "
             f"commit {_short(str(by['commit_id']))}"
         )
         if by.get("task_url"):
-            text += f"\n[link={by['task_url']}]{escape(str(by['task_url']))}[/link]"
+            text += f"\n[link={by['task_url']}]{literal(str(by['task_url']))}[/link]"
         branch.add(text)
     for child in node.inputs:
         _add(branch, child)
@@ -551,10 +565,9 @@ def _add(tree: Tree, node: ProvenanceNode) -> None:
 
 def render_tree(node: ProvenanceNode) -> Tree:
     """A ``rich`` tree of the provenance chain."""
-    from rich.markup import escape
     from rich.tree import Tree
 
-    tree = Tree(f"[bold]provenance of[/bold] {escape(node.location)}")
+    tree = Tree(f"[bold]provenance of[/bold] {literal(node.location)}")
     _add(tree, node)
     return tree
 

@@ -29,7 +29,7 @@ from airflow_mlrepo.locations import (
     validate_repository,
     validate_tag,
 )
-from airflow_mlrepo.provenance_report import ProvenanceNode, render_text, trace
+from airflow_mlrepo.provenance_report import ProvenanceNode, literal, render_text, trace
 from airflow_mlrepo.webhooks.lakefs import SUPPORTED_EVENT_TYPES, parse_lakefs_event
 
 FUZZ_EXAMPLES = int(os.environ.get("MLREPO_FUZZ_EXAMPLES", "10000"))
@@ -241,6 +241,34 @@ def test_commit_metadata_traces_and_renders_or_raises_a_typed_error(
     assert isinstance(node, ProvenanceNode)
     json.dumps(node.to_dict())
     assert node.commit_id in render_text(node)
+
+
+def test_metadata_values_that_form_a_markup_tag_together_render_as_text() -> None:
+    """A run id ``[/`` and a task id ``]``, each escaped alone, once made the closing tag ``[/  task ]``
+    (rich.errors.MarkupError out of ``mlrepo provenance``): found by the fuzz test above."""
+    root = {
+        "mlrepo.format": "1",
+        "mlrepo.output": "lakefs://repo/main/out/",
+        "mlrepo.dag_id": "d",
+        "mlrepo.run_id": "[/",
+        "mlrepo.task_id": "]",
+        "mlrepo.try_number": "1\\",
+        "mlrepo.image": "[bold]x",
+    }
+    text = render_text(trace(MetadataHook(root, {}), f"lakefs://repo/{_COMMIT}"))  # type: ignore[arg-type]
+    assert "run [/  task ]" in text
+    assert "image [bold]x" in text
+
+
+@fuzz
+@given(st.lists(st.text(alphabet="[]/\\ab#@=", max_size=8), min_size=1, max_size=4))
+def test_literal_text_side_by_side_keeps_the_markup_around_it(pieces: list[str]) -> None:
+    """Any values made literal and put between tags: the tags hold, the text shows (backslashes aside)."""
+    from rich.text import Text
+
+    markup = "".join(f"[bold]{literal(piece)}[/bold] " for piece in pieces)
+    plain = Text.from_markup(markup).plain
+    assert plain.replace("\\", "") == "".join(f"{piece} " for piece in pieces).replace("\\", "")
 
 
 # ------------------------------------------------------------------------ connection fields and extras
