@@ -24,7 +24,7 @@ PYTHON = sys.executable
 CHAIN_DAG = """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG
 
@@ -36,6 +36,9 @@ with DAG(dag_id={dag_id}, schedule=None, start_date=datetime(2026, 1, 1, tzinfo=
     wait = LakeFSCommitSensor(
         task_id="wait_for_data", repository={data}, branch="main", prefixes=["data/"],
         deferrable=True, poke_interval=2, timeout=600,
+        # Airflow 3.3 can fail a deferred task whose trigger fires within seconds on the stale
+        # "success" of its deferring process (apache/airflow#72716); a retry reuses the baseline.
+        retries=1, retry_delay=timedelta(seconds=1),
     )
     train = LakeFSTrainingOperator(
         task_id="train", inputs={{"training_data": "lakefs://" + {data} + "/main/data/"}},
