@@ -1,8 +1,12 @@
-"""A tiny lakeFS client on the plain lakeFS SDK (``lakefs_sdk``): list, read, upload, commit.
+"""A tiny lakeFS client on urllib3: list, read, upload, commit.
 
-Just what the example containers need, so that the image carries no Airflow. lakeFS and
-transport errors become :class:`LakeFSError`, whose message names the operation, the
-``lakefs://`` location and the server's own explanation.
+Just what the example containers need, so that the image carries no Airflow. It speaks lakeFS's
+REST API (``/api/v1``) directly instead of through the generated ``lakefs_sdk``, whose import
+loads every API module and model (about 1-2 s, paid by every container start: the fixed cost of
+each datum task, docs/benchmarks.md). The requests are those ``lakefs_sdk`` sends: path parameters
+quoted with no safe characters, basic auth, urllib3's default retries, the upload as the
+multipart ``content`` part. lakeFS and transport errors become :class:`LakeFSError`, whose message
+names the operation, the ``lakefs://`` location and the server's own explanation.
 """
 
 from __future__ import annotations
@@ -11,11 +15,9 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
-from lakefs_sdk.client import LakeFSClient
-from lakefs_sdk.configuration import Configuration
-from lakefs_sdk.exceptions import ApiException
-from lakefs_sdk.models.commit_creation import CommitCreation
+import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 if TYPE_CHECKING:
@@ -51,35 +53,35 @@ class LakeFS:
 
     def __init__(self, access: LakeFSAccess) -> None:
         self.endpoint = access.endpoint
-        configuration = Configuration(
-            host=access.api_url, username=access.access_key_id, password=access.secret_access_key
-        )
-        self._client = LakeFSClient(configuration)  # type: ignore[no-untyped-call]
+        self._api = access.api_url.rstrip("/")
+        self._headers = urllib3.make_headers(basic_auth=f"{access.access_key_id}:{access.secret_access_key}")
+        connect, read = REQUEST_TIMEOUT
+        self._pool = urllib3.PoolManager(timeout=urllib3.Timeout(connect=connect, read=read))
 
     def list_objects(self, repository: str, ref: str, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under ``prefix`` at ``ref`` (recursively), in path order."""
         after = ""
         while True:
+            query = (
+                {"amount": str(PAGE_SIZE)}
+                | ({"prefix": prefix} if prefix else {})
+                | ({"after": after} if after else {})
+            )
             with self._errors("list objects under", repository, ref, prefix):
-                page = self._client.objects_api.list_objects(
-                    repository,
-                    ref,
-                    prefix=prefix or None,
-                    after=after or None,
-                    amount=PAGE_SIZE,
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
-            for stats in page.results:
-                if stats.path_type == "object":
-                    yield ObjectInfo(path=stats.path, size_bytes=int(stats.size_bytes or 0), checksum=stats.checksum)
-            if not page.pagination.has_more:
+                page = json.loads(self._call("GET", f"{self._ref(repository, ref)}/objects/ls", query))
+            for stats in page["results"]:
+                if stats.get("path_type") == "object":
+                    yield ObjectInfo(
+                        path=stats["path"], size_bytes=int(stats.get("size_bytes") or 0), checksum=stats["checksum"]
+                    )
+            if not page["pagination"]["has_more"]:
                 return
-            after = page.pagination.next_offset
+            after = page["pagination"]["next_offset"]
 
     def read(self, repository: str, ref: str, path: str) -> bytes:
         """The whole content of one (small) object."""
         with self._errors("read", repository, ref, path):
-            return bytes(self._client.objects_api.get_object(repository, ref, path, _request_timeout=REQUEST_TIMEOUT))
+            return self._call("GET", f"{self._ref(repository, ref)}/objects", {"path": path})
 
     def read_all(self, location: LakeFSLocation, *, suffix: str) -> list[tuple[str, bytes]]:
         """``(path, content)`` of every object under ``location`` whose name ends with ``suffix``
@@ -100,32 +102,72 @@ class LakeFS:
         if not data and not allow_empty:
             raise ValueError(f"refusing to upload an empty object to lakefs://{repository}/{branch}/{path}")
         with self._errors("upload", repository, branch, path):
-            # LakeFSClient's API client sends bytes as the multipart "content" part (a str would
-            # be taken for a local file name).
-            self._client.objects_api.upload_object(
-                repository, branch, path, content=bytes(data), _request_timeout=REQUEST_TIMEOUT
+            name = path.rsplit("/", 1)[-1] or "content"
+            self._call(
+                "POST",
+                f"{self._branch(repository, branch)}/objects",
+                {"path": path},
+                fields={"content": (name, bytes(data), "application/octet-stream")},
             )
 
     def commit(self, repository: str, branch: str, message: str, metadata: Mapping[str, str] | None = None) -> str:
         """Commit the staged changes of ``branch``; return the new commit id."""
-        creation = CommitCreation.from_dict({"message": message, "metadata": dict(metadata or {})})
+        body = json.dumps({"message": message, "metadata": dict(metadata or {})}).encode()
         with self._errors("commit", repository, branch, ""):
-            commit = self._client.commits_api.commit(repository, branch, creation, _request_timeout=REQUEST_TIMEOUT)
-        return str(commit.id)
+            commit = json.loads(self._call("POST", f"{self._branch(repository, branch)}/commits", body=body))
+        return str(commit["id"])
+
+    def _ref(self, repository: str, ref: str) -> str:
+        return f"{self._api}/repositories/{quote(repository, safe='')}/refs/{quote(ref, safe='')}"
+
+    def _branch(self, repository: str, branch: str) -> str:
+        return f"{self._api}/repositories/{quote(repository, safe='')}/branches/{quote(branch, safe='')}"
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        query: Mapping[str, str] | None = None,
+        *,
+        body: bytes | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        """One request; the response body, or :class:`_HTTPStatusError` for an HTTP error status."""
+        if query:
+            url = f"{url}?{urlencode(query)}"
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if fields is not None:
+            response = self._pool.request_encode_body(method, url, fields=fields, headers=headers)
+        else:
+            response = self._pool.urlopen(method, url, body=body, headers=headers)
+        if response.status >= 400:
+            raise _HTTPStatusError(response.status, response.reason, response.data)
+        return bytes(response.data)
 
     @contextmanager
     def _errors(self, action: str, repository: str, ref: str, path: str) -> Iterator[None]:
         where = f"lakefs://{repository}/{ref}/{path}"
         try:
             yield
-        except ApiException as exc:
-            status = int(exc.status) if exc.status else None
+        except _HTTPStatusError as exc:
             reason = f"HTTP {exc.status} {exc.reason or ''}".strip()
             raise LakeFSError(
-                f"lakeFS could not {action} {where}: {reason}: {_server_message(exc.body)}", status=status
+                f"lakeFS could not {action} {where}: {reason}: {_server_message(exc.body)}", status=exc.status
             ) from None
         except Urllib3HTTPError as exc:
             raise LakeFSError(f"cannot reach lakeFS at {self.endpoint} to {action} {where}: {exc}") from exc
+        except (ValueError, KeyError, TypeError) as exc:  # a 2xx answer that is not what lakeFS sends
+            raise LakeFSError(f"lakeFS sent an unexpected answer to {action} {where}: {exc!r}") from exc
+
+
+class _HTTPStatusError(Exception):
+    def __init__(self, status: int, reason: str | None, body: bytes) -> None:
+        super().__init__(status)
+        self.status = status
+        self.reason = reason
+        self.body = body
 
 
 def _server_message(body: Any) -> str:
