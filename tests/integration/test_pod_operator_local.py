@@ -4,6 +4,7 @@ against the real lakeFS."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -17,7 +18,16 @@ from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
 from tests.integration.commits import commit_file
 from tests.integration.conftest import LakeFSServer
-from tests.integration.dag_runs import COPY_JOB, run_dag
+from tests.integration.dag_runs import (
+    COPY_JOB,
+    dags_test_command,
+    manual_run_id,
+    remove_dag,
+    run_dag,
+    run_task_again,
+    session_home,
+    write_dag,
+)
 
 MLREPO = str(Path(sys.executable).with_name("mlrepo"))
 
@@ -245,3 +255,44 @@ def test_output_prefix_is_replaced_not_merged(
         "model/training_data-0.txt",
     ]
     assert hook.object_exists(models, "main", "elsewhere/keep.txt")
+
+
+def test_a_retry_that_finds_its_output_published_removes_the_branch_the_killed_try_left(
+    hook: LakeFSHook, repos: tuple[str, str], airflow_metadata_db: str
+) -> None:
+    """A try killed after its merge but before it deleted its attempt branch: the retry reuses the
+    output (no second commit) and removes that branch (the fault trials hit this once in CI)."""
+    data, models = repos
+    commit_file(hook, data, "main", "data/x.csv", "x")
+    home = session_home()
+    dag_id = write_dag(
+        "train",
+        home,
+        inputs={"training_data": f"lakefs://{data}/main/data/"},
+        output_location=f"lakefs://{models}/main/model/",
+        image="example/train:1",
+        cmds=["python", COPY_JOB],
+    )
+    try:
+        first = subprocess.run(
+            dags_test_command(dag_id, _now()), env=home.env(), capture_output=True, text=True, timeout=300, check=False
+        )
+        output = first.stdout + first.stderr
+        run_id = manual_run_id(output)
+        attempt = re.search(r"Attempt branch (\S+) created from", output)
+        assert first.returncode == 0, output[-4000:]
+        assert run_id, output[-4000:]
+        assert attempt, output[-4000:]
+        published = hook.get_commit(models, "main")
+        # what the killed try leaves: its attempt branch, at the output commit it merged
+        hook.create_branch(models, attempt.group(1), published.parents[1])
+
+        code, retry = run_task_again(dag_id, "train", run_id, home, timeout=300)
+
+        assert code == 0, retry[-4000:]
+        assert "already exists" in retry, retry[-4000:]
+        assert f"Removing branch {attempt.group(1)} left by an earlier attempt" in retry, retry[-4000:]
+        assert hook.get_branch_head(models, "main") == published.id  # reused: no second commit
+        assert _attempt_branches(hook, models) == []
+    finally:
+        remove_dag(dag_id, home)

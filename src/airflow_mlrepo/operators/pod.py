@@ -306,6 +306,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
         existing = self.find_existing_output(plan)
         if existing is not None:
             self.log.info("Output of this task with these exact inputs already exists: %s; not running again", existing)
+            # An earlier try that merged and was killed before deleting its branch left it behind.
+            self.remove_earlier_attempts(plan)
             return self.finish(context, plan, existing, reused=True)
         if self.effective_runner == RUNNER_KUBERNETES:
             self.prepare_kubernetes(context, plan)
@@ -479,9 +481,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
                 "made by an earlier run of it" if again else f"from {plan.declared_branch}",
                 plan.declared_branch,
             )
-        for stale in hook.list_branches(repository, plan.stale_prefix):
-            self.log.info("Removing branch %s left by an earlier attempt", stale)
-            hook.delete_branch(repository, stale, missing_ok=True)
+        self.remove_earlier_attempts(plan)
         self.remove_leftover_attempts(context, repository, own_prefix=plan.stale_prefix)
         source = self.attempt_source(plan)
         hook.create_branch(repository, plan.attempt_branch, source)
@@ -494,6 +494,13 @@ class LakeFSPodOperator(KubernetesPodOperator):
             plan.target.path,
             plan.attempt_output,
         )
+
+    def remove_earlier_attempts(self, plan: AttemptPlan) -> None:
+        """Delete the branches earlier tries of this task instance left (``plan.stale_prefix``)."""
+        hook = self.lakefs_hook
+        for stale in hook.list_branches(plan.target.repository, plan.stale_prefix):
+            self.log.info("Removing branch %s left by an earlier attempt", stale)
+            hook.delete_branch(plan.target.repository, stale, missing_ok=True)
 
     def remove_leftover_attempts(self, context: Context, repository: str, *, own_prefix: str) -> list[str]:
         """Delete the attempt branches other task instances of this DAG left in ``repository``.
