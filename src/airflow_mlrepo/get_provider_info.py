@@ -94,7 +94,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "lakeFS",
-                "python-modules": ["airflow_mlrepo.triggers.lakefs"],
+                "python-modules": ["airflow_mlrepo.triggers.lakefs", "airflow_mlrepo.triggers.pod"],
             }
         ],
         "sensors": [

@@ -23,10 +23,11 @@ import os
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
+from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import models as k8s
 from mlrepo_sdk import contract
@@ -56,12 +57,15 @@ from airflow_mlrepo.pinning import (
     pin_input,
 )
 from airflow_mlrepo.provenance import airflow_task_url, build_provenance, fingerprint
+from airflow_mlrepo.triggers.pod import DEFERRAL_SETTLE_SECONDS, LakeFSPodTrigger
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from datetime import timedelta
 
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
+    from airflow.triggers.base import BaseTrigger
 
 RUNNER_LOCAL = "local"
 RUNNER_KUBERNETES = "kubernetes"
@@ -128,6 +132,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
     )
     template_fields_renderers = {**KubernetesPodOperator.template_fields_renderers, "hyperparameters": "json"}
     operator_extra_links = (LakeFSOutputCommitLink(), MarquezRunLink())
+    #: deferrable mode: the pod's trigger fires no sooner than this after the deferral (apache/airflow#72716)
+    deferral_settle_seconds: float = DEFERRAL_SETTLE_SECONDS
     output_kind = "output"
     #: Name of the input that is the model (inference), or None.
     model_input: str | None = None
@@ -326,6 +332,20 @@ class LakeFSPodOperator(KubernetesPodOperator):
             # KubernetesPodOperator found the pod already finished and re-entered (and published) at once.
             return self._published
         return self.publish(context, plan)
+
+    def defer(
+        self,
+        *,
+        trigger: BaseTrigger,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: timedelta | float | None = None,
+    ) -> NoReturn:
+        """Defer as ``KubernetesPodOperator`` does, on a pod trigger that never fires at once after the
+        deferral (:mod:`airflow_mlrepo.triggers.pod`: Airflow 3.3.2 fails the task otherwise)."""
+        if type(trigger) is KubernetesPodTrigger:
+            trigger = LakeFSPodTrigger.settled(trigger, settle_seconds=self.deferral_settle_seconds)
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         """Deferrable Kubernetes mode: the trigger fired; publish (or discard) the pod's output.
