@@ -126,6 +126,24 @@ class AirflowE2E:
             print(self.failure_report(dag_id, run_id))  # shown with the test's failure
         return result
 
+    def task_log_lines(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> list[str]:
+        """One try's task log, a line per entry (Airflow 3's log API answers JSON only)."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        answer = self.http.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": "true", "map_index": map_index},
+            headers={"Accept": "application/json"},
+        )
+        assert answer.status_code == 200, f"HTTP {answer.status_code}: {answer.text[:500]}"
+        content = answer.json().get("content", [])
+        lines = []
+        for entry in content if isinstance(content, list) else str(content).splitlines():
+            if isinstance(entry, dict):
+                errors = [f"{e.get('exc_type')}: {e.get('exc_value')}" for e in entry.get("error_detail") or []]
+                entry = " ".join([str(entry.get(k, "")) for k in ("timestamp", "level", "event")] + errors)
+            lines.append(str(entry))
+        return lines
+
     def failure_report(self, dag_id: str, run_id: str, tail: int = 40) -> str:
         """Each task instance's state, and the last log lines of those that failed (for a failed test's output)."""
         quoted = urllib.parse.quote(run_id, safe="")
@@ -134,21 +152,12 @@ class AirflowE2E:
             lines.append(f"{ti['task_id']}[{ti['map_index']}] try {ti['try_number']}: {ti['state']}")
             if ti["state"] not in ("failed", "up_for_retry"):
                 continue
-            answer = self.http.get(
-                f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}",
-                params={"full_content": "true", "map_index": ti["map_index"]},
-                headers={"Accept": "application/json"},
-            )
-            if answer.status_code != 200:
-                lines.append(f"    (log: HTTP {answer.status_code})")
+            try:
+                entries = self.task_log_lines(dag_id, run_id, ti["task_id"], ti["try_number"], ti["map_index"])
+            except AssertionError as exc:
+                lines.append(f"    (log: {exc})")
                 continue
-            content = answer.json().get("content", [])
-            entries = content if isinstance(content, list) else str(content).splitlines()
-            for entry in entries[-tail:]:
-                if isinstance(entry, dict):
-                    errors = [f"{e.get('exc_type')}: {e.get('exc_value')}" for e in entry.get("error_detail") or []]
-                    entry = " ".join([str(entry.get(k, "")) for k in ("timestamp", "level", "event")] + errors)
-                lines.append(f"    {entry}")
+            lines.extend(f"    {entry}" for entry in entries[-tail:])
         return "\n".join(lines)
 
     def retire_dags(self) -> None:
