@@ -79,11 +79,11 @@ e2e: install browser
 	$(BIN)/pytest tests/e2e -m e2e
 
 # The iris journeys of tests/e2e with the same DAG files, only the stack's configuration changed: the
-# tasks run pods on the stack's Kubernetes cluster (started by the tests), all journeys deferrable,
-# the first two synchronous (the sync pod paths are also covered by tests/integration).
+# tasks run pods on the stack's Kubernetes cluster (started by the tests), every journey deferrable,
+# then every journey synchronous.
 e2e-kubernetes: install browser
 	MLREPO_RUNNER=kubernetes MLREPO_DEFERRABLE=true $(BIN)/pytest tests/e2e/test_iris_journeys_e2e.py -m e2e
-	MLREPO_RUNNER=kubernetes $(BIN)/pytest tests/e2e/test_iris_journeys_e2e.py -m e2e -k "test_1_ or test_2_"
+	MLREPO_RUNNER=kubernetes $(BIN)/pytest tests/e2e/test_iris_journeys_e2e.py -m e2e
 
 # The tiers run in three steps of two lanes each (tests/lanes.py; docs/ci.md): the unit tier beside the
 # tests that stop lakeFS, the rest of the integration tier in two shards (balanced on

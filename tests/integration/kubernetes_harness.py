@@ -24,6 +24,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from airflow_mlrepo.operators.inference import LakeFSInferenceOperator
 from airflow_mlrepo.operators.pod import LakeFSPodOperator
 from airflow_mlrepo.operators.training import LakeFSTrainingOperator
+from airflow_mlrepo.triggers.pod import LakeFSPodTrigger
 
 IRIS_IMAGE = "ghcr.io/airflow-mlrepo/iris:0.1.0"
 OPERATORS: dict[str, type[LakeFSPodOperator]] = {"train": LakeFSTrainingOperator, "predict": LakeFSInferenceOperator}
@@ -65,10 +66,18 @@ def make_context(op: LakeFSPodOperator, *, dag_id: str, run_id: str, try_number:
 
 
 def first_event(deferred: TaskDeferred) -> dict[str, Any]:
-    """Run the deferred task's real trigger until its first event; the event's payload."""
+    """Run the deferred task's real trigger until its first event; the event's payload.
+
+    The trigger is the operator's own (``LakeFSPodTrigger``), as Airflow would rebuild it from what
+    it serialized. Its hold for Airflow's stale-event race is lifted: here this process is the
+    worker that deferred (it never exits) and there is no scheduler to race with.
+    """
+    trigger = deferred.trigger
+    assert isinstance(trigger, LakeFSPodTrigger), type(trigger)
+    trigger = LakeFSPodTrigger(**{**trigger.serialize()[1], "worker": None, "fire_not_before": None})
 
     async def run() -> dict[str, Any]:
-        async for event in deferred.trigger.run():
+        async for event in trigger.run():
             return dict(event.payload)
         raise AssertionError("the trigger ended without an event")
 
