@@ -137,6 +137,8 @@ def main() -> int:
             for var in request.spec.containers[0].env:
                 if var.name == "MLREPO_OUTPUT":
                     var = k8s.V1EnvVar(name=var.name, value=f"lakefs://{models}/{scratch}/model/")
+                elif var.name == "MLREPO_OUTPUT_BRANCH":  # the contract checks the two agree
+                    var = k8s.V1EnvVar(name=var.name, value=scratch)
                 env.append(var)
             plain = KubernetesPodOperator(
                 task_id="bare",
