@@ -132,7 +132,8 @@ class LakeFSPodOperator(KubernetesPodOperator):
     )
     template_fields_renderers = {**KubernetesPodOperator.template_fields_renderers, "hyperparameters": "json"}
     operator_extra_links = (LakeFSOutputCommitLink(), MarquezRunLink())
-    #: deferrable mode: the pod's trigger fires no sooner than this after the deferral (apache/airflow#72716)
+    #: deferrable mode, triggerer on another host: the pod's trigger fires no sooner than this after the
+    #: deferral (on the worker's host it waits for the worker to exit instead; apache/airflow#72716)
     deferral_settle_seconds: float = DEFERRAL_SETTLE_SECONDS
     output_kind = "output"
     #: Name of the input that is the model (inference), or None.

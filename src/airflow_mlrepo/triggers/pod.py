@@ -45,7 +45,8 @@ WORKER_EXIT_TIMEOUT_SECONDS = 120.0
 
 
 class LakeFSPodTrigger(KubernetesPodTrigger):
-    """``KubernetesPodTrigger`` whose events wait until ``fire_not_before`` (a Unix time)."""
+    """``KubernetesPodTrigger`` whose events wait until the deferring ``worker`` (``(hostname, pid)``)
+    has exited when it runs on this host, else until ``fire_not_before`` (a Unix time)."""
 
     def __init__(
         self, *, fire_not_before: float | None = None, worker: tuple[str, int] | list[Any] | None = None, **kwargs: Any
@@ -57,7 +58,7 @@ class LakeFSPodTrigger(KubernetesPodTrigger):
 
     @classmethod
     def settled(cls, trigger: KubernetesPodTrigger, *, settle_seconds: float) -> LakeFSPodTrigger:
-        """The same trigger, firing no sooner than ``settle_seconds`` from now."""
+        """The same trigger, held for this process (the worker that defers) or ``settle_seconds`` from now."""
         _, kwargs = trigger.serialize()
         return cls(fire_not_before=time.time() + settle_seconds, worker=(socket.gethostname(), os.getpid()), **kwargs)
 
