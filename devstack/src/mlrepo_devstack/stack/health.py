@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import time
 import urllib.error
@@ -67,6 +68,21 @@ def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def unix_socket_accepts(path: str | os.PathLike[str], timeout: float = 0.5) -> bool:
+    """True if a process listens on the Unix socket at ``path``.
+
+    A socket *file* outlives the process that made it (containerd leaves its socket behind when it
+    is killed), so a file's existence says nothing: only a connection that is accepted does.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(os.fspath(path))
+        except OSError:
+            return False
+    return True
 
 
 def wait_until(

@@ -47,7 +47,7 @@ import yaml
 
 from airflow_mlrepo.exceptions import StackError
 from mlrepo_devstack.stack import debian
-from mlrepo_devstack.stack.health import port_is_open, wait_until
+from mlrepo_devstack.stack.health import port_is_open, unix_socket_accepts, wait_until
 from mlrepo_devstack.stack.kubernetes_pki import ensure_pki, write_kubeconfig
 from mlrepo_devstack.stack.lakefs import GO_CANDIDATES, go_module_cache
 from mlrepo_devstack.stack.processes import (
@@ -621,6 +621,18 @@ def _start(settings: StackSettings, service: str, argv: list[str], ready: Any) -
     return pid
 
 
+def start_containerd(settings: StackSettings, argv: list[str]) -> int:
+    """Start containerd (or reuse the running one) and return once it accepts connections on its socket.
+
+    The socket file of a containerd that was killed stays behind, so "the file exists" would call a
+    containerd ready that is still loading its plugins, and the next ``ctr`` call would be refused.
+    """
+    socket = containerd_socket(settings)
+    if read_pid_file(_pid(settings, "containerd")) is None:
+        socket.unlink(missing_ok=True)
+    return _start(settings, "containerd", argv, lambda: unix_socket_accepts(socket))
+
+
 def _https_ready(port: int, path: str = "/healthz") -> bool:
     import ssl
     import urllib.request
@@ -718,8 +730,7 @@ def up(settings: StackSettings, secrets: Mapping[str, str]) -> ComponentStatus:
     _ensure_bridge()
     _remember_sysctls(settings)
     p = ports()
-    socket = containerd_socket(settings)
-    _start(settings, "containerd", _argv(settings, binaries, "containerd", configs), socket.exists)
+    start_containerd(settings, _argv(settings, binaries, "containerd", configs))
     kubernetes_images.ensure_pause_image(settings)
     _start(settings, "etcd", _argv(settings, binaries, "etcd", configs), lambda: port_is_open(LOCALHOST, p.etcd_client))
     _start(
