@@ -207,3 +207,13 @@ def test_cli_env_output_evaluates_to_the_same_values(
     ).stdout
     evaluated = dict(item.split("=", 1) for item in printed.split("\0") if item)
     assert evaluated == TRICKY_VALUES
+
+
+def test_a_lakefs_stop_leaves_the_cluster_running_and_a_postgres_stop_takes_its_dependents() -> None:
+    """The lakeFS outage tests stop lakeFS; the cluster (which only forwards to lakeFS's port) stays up."""
+    from mlrepo_devstack import stack
+
+    assert stack.components_to_stop(["lakefs"]) == {"lakefs"}
+    assert stack.components_to_stop(["postgres"]) == {"postgres", "marquez", "airflow-db", "airflow"}
+    assert stack.components_to_stop(["kubernetes"]) == {"kubernetes"}
+    assert stack.components_to_stop(None) == set(stack.COMPONENTS)

@@ -52,6 +52,7 @@ from mlrepo_devstack.stack.status import (
     MARQUEZ,
     POSTGRES,
     REQUIRED_COMPONENTS,
+    STOPPED_WITH,
     ComponentState,
     ComponentStatus,
     StackStatus,
@@ -227,6 +228,22 @@ def up(components: Sequence[str] | None = None) -> StackStatus:
     return current
 
 
+def components_to_stop(components: Sequence[str] | None) -> set[str]:
+    """``components`` (all when None) and whatever a stop of them takes down (``STOPPED_WITH``)."""
+    if components is None:
+        return set(COMPONENTS)
+    _with_dependencies(components)  # validates the names
+    stopping = set(components)
+    changed = True
+    while changed:
+        changed = False
+        for name, needs in STOPPED_WITH.items():
+            if name not in stopping and stopping & set(needs):
+                stopping.add(name)
+                changed = True
+    return stopping
+
+
 def down(components: Sequence[str] | None = None) -> None:
     """Stop ``components`` (all when None), and anything that depends on a stopped one.
 
@@ -234,14 +251,7 @@ def down(components: Sequence[str] | None = None) -> None:
     shutdown. Data, secrets and ``stack.env`` stay, so the next :func:`up` finds everything again.
     """
     settings = StackSettings.from_environ()
-    if components is None:
-        stopping = set(COMPONENTS)
-    else:
-        _with_dependencies(components)  # validates the names
-        stopping = set(components)
-        for name, needs in DEPENDENCIES.items():
-            if stopping & set(needs):
-                stopping.add(name)
+    stopping = components_to_stop(components)
     with stack_lock(settings):
         for name in reversed(COMPONENTS):
             if name not in stopping:

@@ -37,6 +37,10 @@ DEPENDENCIES: Mapping[str, tuple[str, ...]] = {
     KUBERNETES: (LAKEFS,),
     AIRFLOW: (POSTGRES, AIRFLOW_DB),
 }
+#: What stopping each component's dependencies takes down with it: its dependencies, except that the
+#: cluster outlives a lakeFS stop. Its lakeFS proxy forwards each new connection to lakeFS's port,
+#: so pods see the outage as they would a remote lakeFS's, and the cluster need not start again.
+STOPPED_WITH: Mapping[str, tuple[str, ...]] = {**DEPENDENCIES, KUBERNETES: ()}
 
 
 @dataclass(frozen=True)
