@@ -15,7 +15,7 @@ from kubernetes.client import ApiClient
 
 from airflow_mlrepo.locations import LakeFSLocation
 from airflow_mlrepo.operators.inference import LakeFSInferenceOperator
-from airflow_mlrepo.operators.pod import AttemptPlan, LakeFSPodOperator
+from airflow_mlrepo.operators.pod import STARTUP_CHECK_SECONDS, AttemptPlan, LakeFSPodOperator
 from airflow_mlrepo.operators.training import LakeFSTrainingOperator
 from airflow_mlrepo.pinning import PinnedInput
 
@@ -147,3 +147,16 @@ def test_an_operator_outside_a_dag_has_no_upstream_detections() -> None:
     )
     assert op.get_dag() is None
     assert op.upstream_detections({"ti": SimpleNamespace()}) == []  # type: ignore[arg-type]
+
+
+def test_a_starting_pod_is_checked_every_second_unless_the_dag_says_otherwise() -> None:
+    """KubernetesPodOperator's 5 s start check made a 1 s pod start cost up to 5 s (docs/benchmarks.md)."""
+    assert OPERATORS[0]().startup_check_interval_seconds == STARTUP_CHECK_SECONDS == 1
+    own = LakeFSTrainingOperator(
+        task_id="train",
+        image="ghcr.io/example/iris-train:1.0",
+        inputs={"training_data": "lakefs://iris-train/main/data/"},
+        output_location="lakefs://iris-models/main/model/",
+        startup_check_interval_seconds=7,
+    )
+    assert own.startup_check_interval_seconds == 7

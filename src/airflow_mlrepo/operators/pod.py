@@ -73,6 +73,10 @@ RUNNERS = (RUNNER_LOCAL, RUNNER_KUBERNETES)
 DEFAULT_SECRET_NAME = "mlrepo-lakefs"
 #: Provenance key of the image digest the pod ran (its container status ``imageID``).
 IMAGE_ID_METADATA = "mlrepo.image_id"
+#: KubernetesPodOperator's ``startup_check_interval_seconds`` unless the DAG sets it: how often the pod
+#: is read while it starts. KPO's 5 s made every pod wait up to 5 s after it was already running
+#: (a pod starts in about 1 s on a warm node; docs/benchmarks.md, pods on the cluster).
+STARTUP_CHECK_SECONDS = 1
 
 
 def configured_runner() -> str:
@@ -162,6 +166,7 @@ class LakeFSPodOperator(KubernetesPodOperator):
         # One try, one pod, one attempt branch: a retry never reattaches to an earlier try's pod
         # (whose branch it deletes); see pod_lifecycle.remove_earlier_pods.
         kwargs.setdefault("durable", False)
+        kwargs.setdefault("startup_check_interval_seconds", STARTUP_CHECK_SECONDS)
         super().__init__(secrets=secrets, **kwargs)
         self.inputs = dict(inputs or {})
         self.output_location = output_location
