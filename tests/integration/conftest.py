@@ -13,12 +13,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from mlrepo_devstack import stack
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.conftest import REAL_SERVICES
+from tests.secret_scan import SecretScan, local_stack_logs_dir, scan_of_local_stack
 
 
 @dataclass(frozen=True)
@@ -125,3 +127,46 @@ def airflow_metadata_db() -> str:
     result = subprocess.run([airflow, "db", "migrate"], capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return os.environ["AIRFLOW_HOME"]
+
+
+# ------------------------------------------------------------------ the stack's Kubernetes cluster
+
+
+@pytest.fixture(scope="session")
+def kube(lakefs_server: LakeFSServer) -> Any:
+    """The stack's cluster, Ready (started if needed); ``kubernetes_default`` and ``lakefs_default`` (with
+    ``lakefs_endpoint_in_pod``) point at it for this process and the Airflow processes it starts."""
+    import time
+
+    from kubernetes import client as k8s_client
+    from mlrepo_devstack.stack import kubernetes as cluster
+    from mlrepo_devstack.stack.state import StackSettings
+
+    started = time.monotonic()
+    status = stack.up(["lakefs", "kubernetes"])[stack.KUBERNETES]
+    settings = StackSettings.from_environ()
+    REAL_SERVICES["Kubernetes"] = f"{status.detail} ({time.monotonic() - started:.0f}s to Ready)"
+    os.environ["AIRFLOW_CONN_KUBERNETES_DEFAULT"] = json.dumps(cluster.airflow_connection(settings))
+    os.environ["AIRFLOW_CONN_LAKEFS_DEFAULT"] = lakefs_server.connection_json(
+        extra=json.dumps({"lakefs_endpoint_in_pod": cluster.lakefs_endpoint_in_pod(settings)})
+    )
+    return k8s_client.CoreV1Api(cluster.api_client(settings))
+
+
+@pytest.fixture(scope="module")
+def secret_scan() -> SecretScan:
+    return scan_of_local_stack()
+
+
+def assert_no_secret_on_the_cluster(kube: Any, secret_scan: SecretScan) -> None:
+    """No secret of the stack in any pod spec, in the stack's logs (the pods' output, the API server's
+    audit log of every pod spec sent) or in what ``secret_scan`` was given so far (issue 18)."""
+    from mlrepo_devstack.stack import kubernetes as cluster
+    from mlrepo_devstack.stack.state import StackSettings
+
+    for pod in kube.list_pod_for_all_namespaces().items:
+        secret_scan.json("pod spec", f"pod {pod.metadata.namespace}/{pod.metadata.name}", pod.to_dict())
+    secret_scan.files("stack log", [local_stack_logs_dir()])
+    assert secret_scan.scanned.get("stack log"), "no stack log was scanned"
+    assert cluster.audit_log_path(StackSettings.from_environ()).exists(), "the API server wrote no audit log"
+    assert not secret_scan.hits, secret_scan.report()

@@ -9,7 +9,6 @@ the worker-kill test runs the first try in a child process and SIGKILLs it.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,19 +23,15 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from kubernetes import client as k8s_client
-from mlrepo_devstack import stack
-from mlrepo_devstack.stack import kubernetes as cluster
-from mlrepo_devstack.stack.state import StackSettings
 from mlrepo_iris import seed
 
 from airflow_mlrepo.exceptions import PodRunError
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from airflow_mlrepo.operators.attempts import ATTEMPT_BRANCH_PREFIX
 from airflow_mlrepo.operators.pod_lifecycle import PLAN_ANNOTATION
-from tests.conftest import REAL_SERVICES
-from tests.integration.conftest import LakeFSServer
+from tests.integration.conftest import LakeFSServer, assert_no_secret_on_the_cluster
 from tests.integration.kubernetes_harness import first_event, make_context, make_operator, run_to_completion
-from tests.secret_scan import SecretScan, local_stack_logs_dir, scan_of_local_stack
+from tests.secret_scan import SecretScan
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["python", "-m", "mlrepo_iris.train"]
@@ -48,35 +43,11 @@ def slow(command: list[str], seconds: int) -> list[str]:
     return ["sh", "-c", f"sleep {seconds} && exec {' '.join(command)}"]
 
 
-@pytest.fixture(scope="session")
-def kube(lakefs_server: LakeFSServer) -> Iterator[k8s_client.CoreV1Api]:
-    started = time.monotonic()
-    status = stack.up(["lakefs", "kubernetes"])[stack.KUBERNETES]
-    settings = StackSettings.from_environ()
-    REAL_SERVICES["Kubernetes"] = f"{status.detail} ({time.monotonic() - started:.0f}s to Ready)"
-    os.environ["AIRFLOW_CONN_KUBERNETES_DEFAULT"] = json.dumps(cluster.airflow_connection(settings))
-    os.environ["AIRFLOW_CONN_LAKEFS_DEFAULT"] = lakefs_server.connection_json(
-        extra=json.dumps({"lakefs_endpoint_in_pod": cluster.lakefs_endpoint_in_pod(settings)})
-    )
-    return k8s_client.CoreV1Api(cluster.api_client(settings))
-
-
-@pytest.fixture(scope="module")
-def secret_scan() -> SecretScan:
-    return scan_of_local_stack()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def no_secret_in_pod_specs_commits_or_logs(kube: k8s_client.CoreV1Api, secret_scan: SecretScan) -> Iterator[None]:
-    """The pod tests end with a secret scan (issue 18): the API server's audit log holds every pod spec
-    the operators sent, the stack's logs the pods' output; repositories are scanned as they go."""
+    """The pod tests end with a secret scan (issue 18); repositories are scanned as they go."""
     yield
-    for pod in kube.list_pod_for_all_namespaces().items:
-        secret_scan.json("pod spec", f"pod {pod.metadata.namespace}/{pod.metadata.name}", pod.to_dict())
-    secret_scan.files("stack log", [local_stack_logs_dir()])
-    assert secret_scan.scanned.get("stack log"), "no stack log was scanned"
-    assert cluster.audit_log_path(StackSettings.from_environ()).exists(), "the API server wrote no audit log"
-    assert not secret_scan.hits, secret_scan.report()
+    assert_no_secret_on_the_cluster(kube, secret_scan)
 
 
 @pytest.fixture
