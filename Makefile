@@ -8,7 +8,9 @@
 #   make docs    build the docs site into site/ (mkdocs build --strict: warnings fail)
 #   make stack   install everything, start the local stack, print its URLs and where its credentials are
 #   make frameworks  install the frameworks tier (.venv-frameworks: TensorFlow, Spark, PMML, H2O)
-#                    and run tests/frameworks alone against the local stack (`make test` runs it too)
+#                    and run tests/frameworks alone with the local runner against the local stack
+#   make frameworks-kubernetes  the framework examples as pods of their images on the stack's cluster
+#                    (`make test` runs them this way)
 #
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +18,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: test-pending install browser stack stack-down kubernetes demo docs lint unit integration e2e e2e-kubernetes test frameworks-install frameworks benchmark clean
+.PHONY: test-pending install browser stack stack-down kubernetes demo docs lint unit integration e2e e2e-kubernetes test frameworks-install frameworks frameworks-kubernetes benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,19 +89,21 @@ e2e-kubernetes: install browser
 
 # The tiers run in three steps of two lanes each (tests/lanes.py; docs/ci.md): the unit tier beside the
 # tests that stop lakeFS, the rest of the integration tier in two shards (balanced on
-# tests/file_seconds.json), then the e2e tier beside the framework examples. Every step runs even if
-# an earlier one failed; the exit status says whether any lane failed.
+# tests/file_seconds.json), then the e2e tier beside the framework examples, which run as pods of
+# their images (built, or restored from the cache, with the cluster before the lanes). Every step
+# runs even if an earlier one failed; the exit status says whether any lane failed.
+KUBERNETES_IMAGES := iris,tensorflow,spark,pmml,h2o
 LANES := $(BIN)/python tests/lanes.py
 SELECT = -m '$(1) and not pending'
-test: lint browser frameworks-install
+test: lint browser
 	$(BIN)/mlrepo stack up
-	$(BIN)/mlrepo stack up --only kubernetes
+	MLREPO_KUBERNETES_IMAGES=$(KUBERNETES_IMAGES) $(BIN)/mlrepo stack up --only kubernetes
 	$(LANES) "unit=$(BIN)/pytest tests/unit $(call SELECT,unit)" \
 		"outage=$(BIN)/pytest tests/integration $(call SELECT,integration and lakefs_outage)"; a=$$?; \
 	$(LANES) "integration-1=env MLREPO_SHARD=1/2 $(BIN)/pytest tests/integration $(call SELECT,integration and not lakefs_outage)" \
 		"integration-2=env MLREPO_SHARD=2/2 $(BIN)/pytest tests/integration $(call SELECT,integration and not lakefs_outage)"; b=$$?; \
 	$(LANES) "e2e=$(BIN)/pytest tests/e2e $(call SELECT,e2e)" \
-		"frameworks=env MLREPO_FRAMEWORKS_PYTHON=$(CURDIR)/$(FRAMEWORKS_VENV)/bin/python $(BIN)/pytest tests/frameworks -m frameworks"; c=$$?; \
+		"frameworks=env MLREPO_RUNNER=kubernetes $(BIN)/pytest tests/frameworks -m frameworks"; c=$$?; \
 	exit $$(( a || b || c ))
 
 # Tests written but not yet green in a whole CI run (marker `pending`, listed in docs/ci.md).
@@ -110,6 +114,12 @@ test-pending: install browser
 frameworks: install frameworks-install
 	$(BIN)/mlrepo stack up
 	MLREPO_FRAMEWORKS_PYTHON=$(CURDIR)/$(FRAMEWORKS_VENV)/bin/python $(BIN)/pytest tests/frameworks -m frameworks
+
+# The framework examples as pods of their images (docker/<name>, built here the first time and cached)
+# on the stack's Kubernetes cluster.
+frameworks-kubernetes: install
+	$(BIN)/mlrepo stack up
+	MLREPO_RUNNER=kubernetes $(BIN)/pytest tests/frameworks -m frameworks
 
 benchmark: install
 	$(BIN)/mlrepo stack up

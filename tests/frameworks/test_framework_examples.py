@@ -1,5 +1,6 @@
-"""Each framework example DAG (dags/framework_examples.py) end to end: real `airflow dags test`, the
-local runner, the real lakeFS, the container commands run by the frameworks environment's Python.
+"""Each framework example DAG (dags/framework_examples.py) end to end: real `airflow dags test` and the
+real lakeFS; the containers run with the local runner by the frameworks environment's Python, or
+(``MLREPO_RUNNER=kubernetes``) as pods of the framework's image on the stack's cluster.
 
 Per framework: train -> model commit (provenance, framework and format) -> predict -> predictions
 commit (provenance complete); then new data and a retrained model arrive, and predicting again
@@ -25,6 +26,8 @@ from types import ModuleType
 import pytest
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
+from airflow_mlrepo.operators.pod import IMAGE_ID_METADATA
+from tests.frameworks.conftest import ContainerRuntime
 from tests.integration.dag_runs import AIRFLOW, DagRunResult, session_home
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,17 +103,17 @@ def repos(hook: LakeFSHook) -> Iterator[dict[str, str]]:
 
 
 def run_example(
-    name: str, when: datetime, conf: dict[str, str], python: str, *, skip_tasks: str | None = None
+    name: str, when: datetime, conf: dict[str, str], runtime: ContainerRuntime, *, skip_tasks: str | None = None
 ) -> DagRunResult:
-    """``airflow dags test framework_<name> <when> -f dags/framework_examples.py -c <conf>`` (local runner)."""
+    """``airflow dags test framework_<name> <when> -f dags/framework_examples.py -c <conf>`` on ``runtime``."""
     home = session_home()
     # `dags test -f` takes only files inside the dags folder (the DAG bundle): run a copy from there
     home.dags_folder.mkdir(parents=True, exist_ok=True)
     dag_file = home.dags_folder / DAG_FILE.name
     shutil.copyfile(DAG_FILE, dag_file)
     env = home.env()
-    env["AIRFLOW__MLREPO__RUNNER"] = "local"
-    env["MLREPO_EXAMPLES_PYTHON"] = python
+    env["AIRFLOW__MLREPO__RUNNER"] = runtime.runner
+    env["MLREPO_EXAMPLES_PYTHON"] = runtime.python
     command = [AIRFLOW, "dags", "test", f"framework_{name}", when.isoformat(), "-f", str(dag_file)]
     command += ["-c", json.dumps(conf)]
     if skip_tasks:
@@ -123,24 +126,29 @@ def model_objects(hook: LakeFSHook, repository: str, ref: str) -> dict[str, int]
     return {o.path.removeprefix("model/"): o.size_bytes for o in hook.list_objects(repository, ref, "model/")}
 
 
-def assert_provenance(metadata: dict[str, str], *, kind: str, dag_id: str, task_id: str, python: str) -> None:
+def assert_provenance(
+    metadata: dict[str, str], *, kind: str, dag_id: str, task_id: str, runtime: ContainerRuntime
+) -> None:
     missing = PROVENANCE_KEYS - set(metadata)
     assert not missing, f"provenance keys missing on the {kind} commit: {sorted(missing)}"
     assert metadata["mlrepo.output_kind"] == kind
     assert metadata["mlrepo.dag_id"] == dag_id
     assert metadata["mlrepo.task_id"] == task_id
-    assert metadata["mlrepo.runner"] == "local"
-    assert json.loads(metadata["mlrepo.command"])[0] == python
+    assert metadata["mlrepo.runner"] == runtime.runner
+    assert json.loads(metadata["mlrepo.command"])[0] == runtime.python
+    if runtime.runner == "kubernetes":  # the digest the pod ran, from its container status
+        assert "sha256:" in metadata[IMAGE_ID_METADATA], metadata
     assert not any("secret" in value.lower() for value in metadata.values())
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_MODELS))
 def test_framework_example_round_trips_through_lakefs(
-    name: str, hook: LakeFSHook, repos: dict[str, str], airflow_metadata_db: str, frameworks_python: str
+    name: str, hook: LakeFSHook, repos: dict[str, str], airflow_metadata_db: str, container_runtime: ContainerRuntime
 ) -> None:
     from mlrepo_iris import seed
 
     example = EXAMPLES[name]
+    container_runtime.ensure_image(example.image)
     dag_id = f"framework_{name}"
     hook.upload_object(repos["train"], "main", "data/iris-part-1.csv", seed.training_csv(1, 2))
     train_commit = hook.commit(repos["train"], "main", "training data part 1")
@@ -156,11 +164,11 @@ def test_framework_example_round_trips_through_lakefs(
 
     # 1. train >> predict, as the daily schedule would run it
     first_run = datetime.now(timezone.utc)
-    first = run_example(name, first_run, conf, frameworks_python)
+    first = run_example(name, first_run, conf, container_runtime)
     assert first.state == "success", first.output[-6000:]
     model = hook.get_commit(repos["models"], "main")
     meta = model.metadata
-    assert_provenance(meta, kind="model", dag_id=dag_id, task_id="train", python=frameworks_python)
+    assert_provenance(meta, kind="model", dag_id=dag_id, task_id="train", runtime=container_runtime)
     assert meta["mlrepo.input.training_data"] == f"lakefs://{repos['train']}/{train_commit.id}/data/"
     assert meta["mlrepo.model.framework"] == example.framework
     assert meta["mlrepo.model.format"] == example.model_format
@@ -178,7 +186,7 @@ def test_framework_example_round_trips_through_lakefs(
 
     predictions = hook.get_commit(repos["predictions"], "main")
     pmeta = predictions.metadata
-    assert_provenance(pmeta, kind="predictions", dag_id=dag_id, task_id="predict", python=frameworks_python)
+    assert_provenance(pmeta, kind="predictions", dag_id=dag_id, task_id="predict", runtime=container_runtime)
     assert pmeta["mlrepo.model.commit_id"] == model.id
     assert pmeta["mlrepo.model.policy"] == "latest"
     assert pmeta["mlrepo.input.input_data"] == f"lakefs://{repos['input']}/{input_commit.id}/batches/"
@@ -200,7 +208,7 @@ def test_framework_example_round_trips_through_lakefs(
     hook.commit(repos["train"], "main", "training data part 2")
     hook.upload_object(repos["input"], "main", "batches/batch-2.csv", seed.inference_csv(2, 3))
     hook.commit(repos["input"], "main", "input batch 2")
-    second = run_example(name, datetime.now(timezone.utc), conf, frameworks_python)
+    second = run_example(name, datetime.now(timezone.utc), conf, container_runtime)
     assert second.state == "success", second.output[-6000:]
     retrained = hook.get_commit(repos["models"], "main")
     assert retrained.id != model.id
@@ -208,11 +216,11 @@ def test_framework_example_round_trips_through_lakefs(
     assert retrained_metrics["n_samples"] == 2 * TRAINING_ROWS
 
     # 3. reproduce the first predictions: predict only, model and input as of the first run
-    third = run_example(name, reproduce_at, {**conf, "model_version": "as_of"}, frameworks_python, skip_tasks="^train$")
+    third = run_example(name, reproduce_at, {**conf, "model_version": "as_of"}, container_runtime, skip_tasks="^train$")
     assert third.state == "success", third.output[-6000:]
     again = hook.get_commit(repos["predictions"], "main")
     ameta = again.metadata
-    assert_provenance(ameta, kind="predictions", dag_id=dag_id, task_id="predict", python=frameworks_python)
+    assert_provenance(ameta, kind="predictions", dag_id=dag_id, task_id="predict", runtime=container_runtime)
     assert ameta["mlrepo.model.commit_id"] == model.id != retrained.id
     assert ameta["mlrepo.model.policy"] == "as_of"
     assert ameta["mlrepo.input.input_data"] == pmeta["mlrepo.input.input_data"]
