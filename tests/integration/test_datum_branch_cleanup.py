@@ -11,6 +11,7 @@ name releases before the DAG key gave it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,7 +24,14 @@ from airflow_mlrepo.operators.attempts import (
     datum_run_prefix,
 )
 from tests.integration.dag_runs import cleanup_attempts_command, manual_run_id, session_home
-from tests.integration.test_datums_journey import DAG_ID, commit_model, record, run_dag, scoring  # noqa: F401
+from tests.integration.datums_journey import DAG_ID, commit_model, record, run_dag, scoring_repositories
+
+
+@pytest.fixture
+def scoring(hook: LakeFSHook, airflow_metadata_db: str) -> Iterator[str]:
+    """The example DAG's three repositories (their prefix) and its file in the session's Airflow."""
+    with scoring_repositories(hook) as prefix:
+        yield prefix
 
 
 def _cleanup(repository: str, *extra: str) -> str:
@@ -37,7 +45,7 @@ def _datum_branches(hook: LakeFSHook, repository: str) -> set[str]:
 @pytest.mark.timeout(1200)
 def test_a_finished_runs_datum_branches_are_removed_by_the_next_plan_and_the_cleanup_command(
     hook: LakeFSHook,
-    scoring: str,  # noqa: F811
+    scoring: str,
 ) -> None:
     input_repo, models_repo, predictions_repo = (f"{scoring}-{kind}" for kind in ("input", "models", "predictions"))
     commit_model(hook, models_repo, 1.0)
