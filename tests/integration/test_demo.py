@@ -11,8 +11,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from mlrepo_devstack import stack
+from mlrepo_devstack.demo import DAG_IDS
 from mlrepo_devstack.stack import airflow_services
 from mlrepo_devstack.stack.state import StackSettings
 
@@ -54,6 +56,21 @@ def _run_demo(suffix: str, home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _stack_airflow_url() -> str:
+    return airflow_services.api_endpoint(StackSettings.from_environ())
+
+
+def _paused(dag_ids: tuple[str, ...] | list[str]) -> dict[str, bool]:
+    with httpx.Client(base_url=_stack_airflow_url(), timeout=10.0) as client:
+        return {dag_id: bool(client.get(f"/api/v2/dags/{dag_id}").json()["is_paused"]) for dag_id in dag_ids}
+
+
+def _set_paused(dag_ids: tuple[str, ...] | list[str], *, paused: bool) -> None:
+    with httpx.Client(base_url=_stack_airflow_url(), timeout=10.0) as client:
+        for dag_id in dag_ids:
+            client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": paused}).raise_for_status()
+
+
 def _prediction_commits(hook: LakeFSHook, repository: str) -> list:
     return [
         c
@@ -68,6 +85,10 @@ def test_demo_runs_twice_and_its_provenance_matches_lakefs(
     suffix, names = demo_names
     heads: list[str] = []
     for attempt in (1, 2):
+        if attempt == 2:
+            # A user (or the e2e tier) unpaused the example DAGs in the stack's Airflow, which the first
+            # run left up: the demo pauses them again, so its runs do not race their asset-triggered ones.
+            _set_paused(DAG_IDS, paused=False)
         result = _run_demo(suffix, tmp_path / "demo")
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-6000:]
@@ -105,5 +126,8 @@ def test_demo_runs_twice_and_its_provenance_matches_lakefs(
         for commit_id in (node.commit_id, model.commit_id, training.commit_id):
             assert commit_id[:12] in result.stdout
         heads.append(node.commit_id)
+        assert _paused(DAG_IDS) == dict.fromkeys(DAG_IDS, True)
+        if attempt == 2:
+            assert f"paused again: {', '.join(DAG_IDS)}" in result.stdout
     # the second run recreated the repositories: new commits, same shape
     assert heads[0] != heads[1]

@@ -414,6 +414,28 @@ def wait_for_dags(url: str, dag_ids: Sequence[str], timeout: float = REGISTER_TI
             time.sleep(2.0)
 
 
+def pause_dags(url: str, dag_ids: Sequence[str]) -> list[str]:
+    """Pause ``dag_ids`` in the stack's Airflow (``PATCH /api/v2/dags/{id}``); the ids that were unpaused.
+
+    New DAGs start paused, but the stack's metadata DB outlives the demo: a user (or a test) may have
+    unpaused them since. The demo then drives its own runs with ``dag.test`` while that Airflow's
+    scheduler shares the DB, and an unpaused DAG would get asset-triggered runs of its own from the
+    demo's commits, which compete with the demo's runs (``max_active_runs``) and can fail them.
+    """
+    import httpx
+
+    unpaused: list[str] = []
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        for dag_id in dag_ids:
+            answer = client.get(f"/api/v2/dags/{dag_id}")
+            answer.raise_for_status()
+            if answer.json().get("is_paused"):
+                continue
+            client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
+            unpaused.append(dag_id)
+    return unpaused
+
+
 def delete_earlier_runs(url: str, dag_ids: Sequence[str]) -> int:
     """Delete the runs of ``dag_ids`` (an earlier demo's, pinned to repositories since recreated)."""
     import urllib.parse
@@ -580,9 +602,11 @@ def run_demo(
     progress.begin("the stack's Airflow: api-server, scheduler, dag-processor, triggerer on PostgreSQL")
     stack_airflow, seconds = progress.run_long("starting (or reusing) it", lambda: start_stack_airflow(settings))
     wait_for_dags(stack_airflow.url, DAG_IDS)
+    paused = pause_dags(stack_airflow.url, DAG_IDS)
     removed = delete_earlier_runs(stack_airflow.url, DAG_IDS)
     progress.detail(
         f"up at {stack_airflow.url} after {seconds:.0f}s; example DAGs in {stack_airflow.dags_folder} (paused)"
+        + (f"; paused again: {', '.join(paused)}" if paused else "")
         + (f"; {removed} runs of an earlier demo removed" if removed else "")
     )
     env = airflow_environment(settings, stack_env, stack_airflow.environment)
