@@ -60,9 +60,10 @@ class ContainerRuntime:
 
 @pytest.fixture(scope="session")
 def container_runtime(request: pytest.FixtureRequest) -> ContainerRuntime:
-    runner = os.environ.get("MLREPO_RUNNER", "").strip().lower() or "local"
+    from mlrepo_devstack.stack import airflow_services
+
+    runner = airflow_services.runner()  # MLREPO_RUNNER, validated, default local
     if runner == "kubernetes":
         request.getfixturevalue("kube")
         return ContainerRuntime(runner, "python")  # the image's own
-    assert runner == "local", f"MLREPO_RUNNER={runner!r}: use local or kubernetes"
     return ContainerRuntime(runner, request.getfixturevalue("frameworks_python"))
