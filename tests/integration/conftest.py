@@ -132,10 +132,11 @@ def airflow_metadata_db() -> str:
 # ------------------------------------------------------------------ the stack's Kubernetes cluster
 
 
-@pytest.fixture(scope="session")
-def kube(lakefs_server: LakeFSServer) -> Any:
+@pytest.fixture(scope="module")
+def kube(lakefs_server: LakeFSServer) -> Iterator[Any]:
     """The stack's cluster, Ready (started if needed); ``kubernetes_default`` and ``lakefs_default`` (with
-    ``lakefs_endpoint_in_pod``) point at it for this process and the Airflow processes it starts."""
+    ``lakefs_endpoint_in_pod``) point at it for this process and the Airflow processes it starts, for the
+    test module that asks for it only: the variables are restored after it."""
     import time
 
     from kubernetes import client as k8s_client
@@ -146,11 +147,15 @@ def kube(lakefs_server: LakeFSServer) -> Any:
     status = stack.up(["lakefs", "kubernetes"])[stack.KUBERNETES]
     settings = StackSettings.from_environ()
     REAL_SERVICES["Kubernetes"] = f"{status.detail} ({time.monotonic() - started:.0f}s to Ready)"
-    os.environ["AIRFLOW_CONN_KUBERNETES_DEFAULT"] = json.dumps(cluster.airflow_connection(settings))
-    os.environ["AIRFLOW_CONN_LAKEFS_DEFAULT"] = lakefs_server.connection_json(
-        extra=json.dumps({"lakefs_endpoint_in_pod": cluster.lakefs_endpoint_in_pod(settings)})
-    )
-    return k8s_client.CoreV1Api(cluster.api_client(settings))
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(cluster.airflow_connection(settings)))
+        environment.setenv(
+            "AIRFLOW_CONN_LAKEFS_DEFAULT",
+            lakefs_server.connection_json(
+                extra=json.dumps({"lakefs_endpoint_in_pod": cluster.lakefs_endpoint_in_pod(settings)})
+            ),
+        )
+        yield k8s_client.CoreV1Api(cluster.api_client(settings))
 
 
 @pytest.fixture(scope="module")
