@@ -265,13 +265,21 @@ def no_secret_leaves_its_files(airflow_e2e: AirflowE2E, secret_scan: SecretScan)
     """The e2e run ends with a secret scan; the session fails if any secret was found.
 
     Scanned: every task instance's rendered fields as Airflow stores them (the pod spec's env, command
-    and arguments), the Airflow home (task logs and the lineage outbox), the stack's service logs, and
+    and arguments), the Airflow home (task logs and the lineage outbox), the stack's service logs (with
+    pods: the API server's audit log of every pod spec sent), every pod object left on the cluster, and
     (as each test repository is deleted) every commit's message and metadata.
     """
     yield
     for task_instance in airflow_e2e.all_task_instances():
         where = "task instance {dag_id}/{dag_run_id}/{task_id}[{map_index}] rendered fields".format(**task_instance)
         secret_scan.json("rendered task fields", where, task_instance)
+    if airflow_services.runner() == "kubernetes":
+        from kubernetes import client as k8s_client
+        from mlrepo_devstack.stack import kubernetes as cluster
+
+        kube = k8s_client.CoreV1Api(cluster.api_client(airflow_e2e.settings))
+        for pod in kube.list_pod_for_all_namespaces().items:
+            secret_scan.json("pod spec", f"pod {pod.metadata.namespace}/{pod.metadata.name}", pod.to_dict())
     secret_scan.files("airflow home", [airflow_db.airflow_home(airflow_e2e.settings)])
     secret_scan.files("stack log", [airflow_e2e.settings.logs_dir])
     hook = LakeFSHook()  # the repositories still there (a test's own fixture scanned the deleted ones)
