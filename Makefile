@@ -3,7 +3,8 @@
 #   make demo    install everything, start the local stack, run `mlrepo demo` (the README's first command)
 #   make test    install everything, start the local stack, lint, build the docs, run the unit, integration, e2e
 #                and framework-example tiers (two lanes at a time; see tests/lanes.py and docs/ci.md)
-#   make e2e-kubernetes  the iris journeys again as pods on the stack's Kubernetes cluster (deferrable and sync)
+#   make e2e     the e2e tier with the local runner (`make test` runs it as pods on the cluster)
+#   make e2e-kubernetes  the iris journeys as pods on the stack's Kubernetes cluster (deferrable, then sync)
 #   make kubernetes  start the stack's single-node Kubernetes cluster (root; builds it the first time) and the iris image
 #   make docs    build the docs site into site/ (mkdocs build --strict: warnings fail)
 #   make stack   install everything, start the local stack, print its URLs and where its credentials are
@@ -89,9 +90,11 @@ e2e-kubernetes: install browser
 
 # The tiers run in three steps of two lanes each (tests/lanes.py; docs/ci.md): the unit tier beside the
 # tests that stop lakeFS, the rest of the integration tier in two shards (balanced on
-# tests/file_seconds.json), then the e2e tier beside the framework examples, which run as pods of
-# their images (built, or restored from the cache, with the cluster before the lanes). Every step
-# runs even if an earlier one failed; the exit status says whether any lane failed.
+# tests/file_seconds.json), then the e2e tier beside the framework examples. Both run their training and
+# inference tasks as pods on the stack's cluster (the iris image and the framework images, built or
+# restored from the cache with the cluster before the lanes): the e2e tier with MLREPO_RUNNER=kubernetes
+# in synchronous mode (`make e2e-kubernetes` adds the deferrable journeys; `make e2e` is the local runner).
+# Every step runs even if an earlier one failed; the exit status says whether any lane failed.
 KUBERNETES_IMAGES := iris,tensorflow,spark,pmml,h2o
 LANES := $(BIN)/python tests/lanes.py
 SELECT = -m '$(1) and not pending'
@@ -102,7 +105,7 @@ test: lint browser
 		"outage=$(BIN)/pytest tests/integration $(call SELECT,integration and lakefs_outage)"; a=$$?; \
 	$(LANES) "integration-1=env MLREPO_SHARD=1/2 $(BIN)/pytest tests/integration $(call SELECT,integration and not lakefs_outage)" \
 		"integration-2=env MLREPO_SHARD=2/2 $(BIN)/pytest tests/integration $(call SELECT,integration and not lakefs_outage)"; b=$$?; \
-	$(LANES) "e2e=$(BIN)/pytest tests/e2e $(call SELECT,e2e)" \
+	$(LANES) "e2e=env MLREPO_RUNNER=kubernetes $(BIN)/pytest tests/e2e $(call SELECT,e2e)" \
 		"frameworks=env MLREPO_RUNNER=kubernetes $(BIN)/pytest tests/frameworks -m frameworks"; c=$$?; \
 	exit $$(( a || b || c ))
 
