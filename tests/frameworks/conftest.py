@@ -58,7 +58,7 @@ class ContainerRuntime:
         kubernetes_images.ensure_project_image(StackSettings.from_environ(), root, names[0])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # as the cluster's fixture (kube), which restores its variables after the module
 def container_runtime(request: pytest.FixtureRequest) -> ContainerRuntime:
     from mlrepo_devstack.stack import airflow_services
 
