@@ -79,7 +79,7 @@ integration: install
 
 e2e: install browser
 	$(BIN)/mlrepo stack up
-	$(BIN)/pytest tests/e2e -m e2e
+	MLREPO_RUNNER=local $(BIN)/pytest tests/e2e -m e2e
 
 # The iris journeys of tests/e2e with the same DAG files, only the stack's configuration changed: the
 # tasks run pods on the stack's Kubernetes cluster (started by the tests), every journey deferrable,
