@@ -101,6 +101,11 @@ class SecretScan:
                 body = json.dumps({"message": commit.message, "metadata": dict(commit.metadata)})
                 self.text("commit", f"lakefs://{repository}@{commit.id[:12]} (metadata)", body)
 
+    def pods(self, kube: Any) -> None:
+        """Every pod object on a Kubernetes cluster (``kube``: a ``CoreV1Api``), spec and status."""
+        for pod in kube.list_pod_for_all_namespaces().items:
+            self.json("pod spec", f"pod {pod.metadata.namespace}/{pod.metadata.name}", pod.to_dict())
+
     def json(self, kind: str, where: str, value: Any) -> None:
         self.text(kind, where, json.dumps(value, default=str))
 

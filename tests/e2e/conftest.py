@@ -277,9 +277,7 @@ def no_secret_leaves_its_files(airflow_e2e: AirflowE2E, secret_scan: SecretScan)
         from kubernetes import client as k8s_client
         from mlrepo_devstack.stack import kubernetes as cluster
 
-        kube = k8s_client.CoreV1Api(cluster.api_client(airflow_e2e.settings))
-        for pod in kube.list_pod_for_all_namespaces().items:
-            secret_scan.json("pod spec", f"pod {pod.metadata.namespace}/{pod.metadata.name}", pod.to_dict())
+        secret_scan.pods(k8s_client.CoreV1Api(cluster.api_client(airflow_e2e.settings)))
     secret_scan.files("airflow home", [airflow_db.airflow_home(airflow_e2e.settings)])
     secret_scan.files("stack log", [airflow_e2e.settings.logs_dir])
     hook = LakeFSHook()  # the repositories still there (a test's own fixture scanned the deleted ones)
