@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import airflow_metadata_db, hook, kube, lakefs_server, stack_env
+from tests.integration.conftest import airflow_metadata_db, hook, kube, kubernetes_cluster, lakefs_server, stack_env
 
 __all__ = [
     "airflow_metadata_db",
@@ -19,6 +19,7 @@ __all__ = [
     "frameworks_python",
     "hook",
     "kube",
+    "kubernetes_cluster",
     "lakefs_server",
     "stack_env",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from mlrepo_devstack import stack
+from mlrepo_devstack.stack.state import StackSettings
 
 from airflow_mlrepo.hooks.lakefs import LakeFSHook
 from tests.conftest import REAL_SERVICES
@@ -132,21 +133,26 @@ def airflow_metadata_db() -> str:
 # ------------------------------------------------------------------ the stack's Kubernetes cluster
 
 
-@pytest.fixture(scope="module")
-def kube(lakefs_server: LakeFSServer) -> Iterator[Any]:
-    """The stack's cluster, Ready (started if needed); ``kubernetes_default`` and ``lakefs_default`` (with
-    ``lakefs_endpoint_in_pod``) point at it for this process and the Airflow processes it starts, for the
-    test module that asks for it only: the variables are restored after it."""
+@pytest.fixture(scope="session")
+def kubernetes_cluster(lakefs_server: LakeFSServer) -> StackSettings:
+    """The stack's cluster, Ready (started if needed, once per session): the settings it runs with."""
     import time
-
-    from kubernetes import client as k8s_client
-    from mlrepo_devstack.stack import kubernetes as cluster
-    from mlrepo_devstack.stack.state import StackSettings
 
     started = time.monotonic()
     status = stack.up(["lakefs", "kubernetes"])[stack.KUBERNETES]
-    settings = StackSettings.from_environ()
     REAL_SERVICES["Kubernetes"] = f"{status.detail} ({time.monotonic() - started:.0f}s to Ready)"
+    return StackSettings.from_environ()
+
+
+@pytest.fixture(scope="module")
+def kube(lakefs_server: LakeFSServer, kubernetes_cluster: StackSettings) -> Iterator[Any]:
+    """A ``CoreV1Api`` of the stack's cluster; ``kubernetes_default`` and ``lakefs_default`` (with
+    ``lakefs_endpoint_in_pod``) point at it for this process and the Airflow processes it starts, for the
+    test module that asks for it only: the variables are restored after it."""
+    from kubernetes import client as k8s_client
+    from mlrepo_devstack.stack import kubernetes as cluster
+
+    settings = kubernetes_cluster
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(cluster.airflow_connection(settings)))
         environment.setenv(
@@ -167,10 +173,8 @@ def assert_no_secret_on_the_cluster(kube: Any, secret_scan: SecretScan) -> None:
     """No secret of the stack in any pod spec, in the stack's logs (the pods' output, the API server's
     audit log of every pod spec sent) or in what ``secret_scan`` was given so far (issue 18)."""
     from mlrepo_devstack.stack import kubernetes as cluster
-    from mlrepo_devstack.stack.state import StackSettings
 
-    for pod in kube.list_pod_for_all_namespaces().items:
-        secret_scan.json("pod spec", f"pod {pod.metadata.namespace}/{pod.metadata.name}", pod.to_dict())
+    secret_scan.pods(kube)
     secret_scan.files("stack log", [local_stack_logs_dir()])
     assert secret_scan.scanned.get("stack log"), "no stack log was scanned"
     assert cluster.audit_log_path(StackSettings.from_environ()).exists(), "the API server wrote no audit log"
